@@ -48,6 +48,7 @@ def load_from_args(args: argparse.Namespace):
 def _generate(args: argparse.Namespace) -> int:
     from .decoding import stream_direct, stream_persona_judge
     from .errors import InputError
+    from .sampling import SamplingConfig
 
     if not args.query.strip():
         raise InputError("The query is empty; pass --query 'your question'.")
@@ -55,6 +56,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise InputError("Persona-judge needs two preferences: pass --pref-a and --pref-b.")
     if args.lam < 1:
         raise InputError("--lam must be at least 1.")
+    SamplingConfig(args.temperature, args.top_k, args.top_p, args.greedy)  # fail before a slow load
     lm = load_from_args(args)
     if args.method == "persona-judge":
         stream = stream_persona_judge(lm, args.query, args.pref_a, args.pref_b, lam=args.lam,

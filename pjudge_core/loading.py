@@ -128,10 +128,16 @@ def quantization_config(quantize: str | None, compute_dtype: torch.dtype):
             "load the model without quantization."
         )
     try:
-        from transformers import BitsAndBytesConfig
-        import bitsandbytes  # noqa: F401  (fail here, with a readable message, if it is missing)
-    except ImportError as exc:
-        raise ModelLoadError(f"{quantize} quantization needs bitsandbytes: {exc}.") from exc
+        import bitsandbytes  # noqa: F401  (fail here, with a readable message, if it is broken)
+    except Exception as exc:
+        raise ModelLoadError(f"{quantize} quantization needs a working bitsandbytes: {_first_line(exc)}.") from exc
+    return bnb_config(quantize, compute_dtype)
+
+
+def bnb_config(quantize: str, compute_dtype: torch.dtype):
+    """NF4 with double quantisation for "4bit"; LLM.int8 for "8bit"."""
+    from transformers import BitsAndBytesConfig
+
     if quantize == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,

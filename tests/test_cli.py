@@ -1,0 +1,73 @@
+"""The command line: text and JSON output, and one-line errors with a non-zero exit."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_lm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None):
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "pjudge_core", *args], capture_output=True, text=True,
+                          env=full_env, cwd=ROOT, timeout=300)
+
+
+def assert_one_line_error(out, message):
+    """Progress bars of a model load may precede it; the error itself is one line, no traceback."""
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], out.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    lm = make_tiny_lm()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_generate_prints_text_and_json_trace(tiny_folder):
+    base = ["generate", "--model", tiny_folder, "--query", "Describe a sunset", "--pref-a", "Be concise.",
+            "--pref-b", "Be imaginative.", "--seed", "3", "--max-new-tokens", "12"]
+    text = cli(*base)
+    assert text.returncode == 0, text.stderr
+    traced = cli(*base, "--json")
+    data = json.loads(traced.stdout)
+    assert data["method"] == "persona-judge" and len(data["steps"]) == 12
+    assert text.stdout.rstrip("\n") == data["text"]
+    direct = json.loads(cli(*base, "--json", "--method", "direct", "--fixed-roles", "--greedy").stdout)
+    assert direct["method"] == "direct" and direct["settings"]["greedy"] is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--query", " "], "query is empty"),
+    (["--lam", "0"], "--lam must be at least 1"),
+    (["--pref-b", ""], "two preferences"),
+    (["--temperature", "0"], "Temperature"),
+    (["--query", "word " * 600], "context"),
+])
+def test_bad_input_is_one_line_on_stderr_with_nonzero_exit(tiny_folder, args, message):
+    base = {"--query": "hi", "--pref-a": "Be concise.", "--pref-b": "Be funny."}
+    base.update(dict(zip(args[::2], args[1::2])))
+    flat = [x for kv in base.items() for x in kv]
+    out = cli("generate", "--model", tiny_folder, *flat)
+    assert out.returncode == 2
+    assert_one_line_error(out, message)
+
+
+def test_unknown_model_and_4bit_without_cuda_are_one_line_errors():
+    for extra, message in ((["--model", "no-such-org/no-such-model"], "Could not load"),
+                           (["--quantize", "4bit"], "needs a CUDA GPU")):
+        out = cli("generate", "--query", "hi", "--pref-a", "a", "--pref-b", "b", *extra,
+                  env={"CUDA_VISIBLE_DEVICES": ""})
+        assert out.returncode == 2
+        assert_one_line_error(out, message)

@@ -1,0 +1,84 @@
+"""The accept/reject step and the warping, on hand-built distributions."""
+
+import numpy as np
+import pytest
+import torch
+
+from pjudge_core import InputError, SamplingConfig
+from pjudge_core.sampling import (
+    Uniforms,
+    acceptance_ratio,
+    greedy_judging,
+    residual_distribution,
+    sample_index,
+    speculative_sampling,
+    warped_probs,
+)
+
+P = torch.tensor([0.5, 0.3, 0.2, 0.0])
+Q = torch.tensor([0.25, 0.25, 0.25, 0.25])
+
+
+def test_draft_is_accepted_when_u_is_at_most_p_over_q():
+    # p/q for token 1 is 0.3/0.25 > 1: always accepted; token 2 has p/q = 0.8.
+    assert speculative_sampling(P, Q, 1, u=0.999, resample_uniform=0.5).decision == "accepted"
+    assert speculative_sampling(P, Q, 2, u=0.8, resample_uniform=0.5).decision == "accepted"
+    assert speculative_sampling(P, Q, 2, u=0.81, resample_uniform=0.5).decision == "resampled"
+
+
+def test_token_outside_judge_support_is_always_rejected():
+    judged = speculative_sampling(P, Q, 3, u=0.0, resample_uniform=0.5)
+    assert judged.decision == "resampled"
+    assert judged.rejected_token_id == 3
+    assert acceptance_ratio(0.0, 0.25) == 0.0
+
+
+def test_rejection_resamples_from_positive_part_of_p_minus_q():
+    residual = residual_distribution(P, Q)
+    assert torch.allclose(residual, torch.tensor([0.25, 0.05, 0.0, 0.0]) / 0.30)
+    # Whatever the uniform, a resample lands only where p > q: tokens 0 and 1.
+    tokens = {speculative_sampling(P, Q, 3, u=0.9, resample_uniform=x).token_id for x in np.linspace(0, 0.999, 50)}
+    assert tokens == {0, 1}
+
+
+def test_residual_falls_back_to_p_when_p_equals_q():
+    assert torch.equal(residual_distribution(P, P.clone()), P)
+
+
+def test_sample_index_follows_the_cdf_and_skips_zero_mass():
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.5])
+    assert sample_index(probs, 0.0) == 1
+    assert sample_index(probs, 0.49) == 1
+    assert sample_index(probs, 0.5) == 3
+    assert sample_index(probs, 0.999999) == 3
+
+
+def test_greedy_keeps_draft_iff_p_at_least_q():
+    assert greedy_judging(P, Q, 0).decision == "accepted"
+    judged = greedy_judging(P, Q, 2)
+    assert (judged.decision, judged.token_id, judged.u) == ("resampled", 0, None)
+
+
+def test_warping_applies_temperature_top_k_and_top_p_with_float32_output():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]], dtype=torch.bfloat16)
+    probs = warped_probs(logits, SamplingConfig(temperature=1.0, top_k=3, top_p=1.0).processors())
+    assert probs.dtype == torch.float32
+    assert probs[0, 3:].sum() == 0 and torch.isclose(probs.sum(), torch.tensor(1.0))
+    top_p = warped_probs(logits.float(), SamplingConfig(temperature=1.0, top_k=0, top_p=0.5).processors())
+    assert (top_p[0] > 0).sum() == 1  # the top token alone holds ~64% of the mass
+    hot = warped_probs(logits.float(), SamplingConfig(temperature=2.0, top_k=0, top_p=1.0).processors())
+    assert hot[0, 0] < torch.softmax(logits.float(), -1)[0, 0]
+
+
+@pytest.mark.parametrize("kwargs", [dict(temperature=0), dict(top_k=-1), dict(top_p=0), dict(top_p=1.5)])
+def test_bad_sampling_settings_are_rejected_with_a_message(kwargs):
+    with pytest.raises(InputError):
+        SamplingConfig(**kwargs)
+
+
+def test_uniforms_are_keyed_by_seed_and_position():
+    a, b = Uniforms(7), Uniforms(7)
+    assert np.array_equal(a.at(3), b.at(3))
+    assert not np.array_equal(a.at(3), a.at(4))
+    assert not np.array_equal(a.at(3), Uniforms(8).at(3))
+    assert Uniforms(None).seed >= 0
