@@ -1,0 +1,32 @@
+"""End-to-end on the bundled SmolLM2-135M-Instruct (offline). Slow: seconds per test."""
+
+import pytest
+
+from pjudge_core import direct_prompt, persona_judge
+from pjudge_core.reference import reference_persona_judge
+
+pytestmark = pytest.mark.slow
+QUERY = "Describe a sunset over the sea."
+A, B = "Be richly descriptive.", "Be imaginative."
+
+
+def test_bundled_model_loads_offline_with_a_chat_template(bundled_lm):
+    assert "SmolLM2" in bundled_lm.name and bundled_lm.dtype == "float32"
+    assert bundled_lm.tokenizer.chat_template
+    assert bundled_lm.eos_token_ids
+
+
+def test_persona_judge_writes_english_and_matches_the_reference(bundled_lm):
+    result = persona_judge(bundled_lm, QUERY, A, B, max_new_tokens=24, seed=0)
+    assert len(result.steps) == 24 and result.text.strip()
+    assert sum(c.isalpha() for c in result.text) > 40
+    assert 0.5 < result.stats["acceptance_rate"] <= 1  # two compatible preferences agree mostly
+    slow = reference_persona_judge(bundled_lm, QUERY, A, B, max_new_tokens=24, seed=0)
+    assert [(s.token_id, s.decision, s.drafter) for s in result.steps] == slow
+
+
+def test_direct_prompting_stops_at_end_of_sequence(bundled_lm):
+    result = direct_prompt(bundled_lm, "Answer with one word: what colour is the sky?", [A], max_new_tokens=64,
+                           greedy=True)
+    assert result.stats["stopped_by"] == "eos" and result.token_ids[-1] in bundled_lm.eos_token_ids
+    assert len(result.steps) < 64
