@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(bench)
     bench.set_defaults(func=_bench)
 
+    from .eval_cli import add_subcommands
+    add_subcommands(sub)
     return parser
 
 

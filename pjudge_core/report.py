@@ -1,0 +1,146 @@
+"""A comparison report of a batch run: one Markdown table and one plotly HTML figure.
+
+Per method: responses, mean length (words and new tokens), tokens/s (all tokens over all
+seconds), Persona-judge's acceptance rate (mean over responses), share stopped by end-of-sequence;
+plus any score files written by ``eval rm --out`` / ``eval judge --out`` / ``eval align-acc --out``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import InputError
+
+
+def summarize(records: list[dict]) -> dict:
+    """{method: {n, mean_words, mean_chars, mean_new_tokens, tokens_per_s, acceptance_rate, eos_share}}."""
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in records):
+        recs = [r for r in records if r["method"] == method]
+        stats = [r.get("stats") or {} for r in recs]
+        tokens = sum(s.get("new_tokens") or 0 for s in stats)
+        seconds = sum(s.get("seconds") or 0.0 for s in stats)
+        rates = [s["acceptance_rate"] for s in stats if s.get("acceptance_rate") is not None]
+        n = len(recs)
+        out[method] = {
+            "n": n,
+            "mean_words": sum(len(r["text"].split()) for r in recs) / n,
+            "mean_chars": sum(len(r["text"]) for r in recs) / n,
+            "mean_new_tokens": tokens / n,
+            "tokens_per_s": tokens / seconds if seconds > 0 else None,
+            "acceptance_rate": sum(rates) / len(rates) if rates else None,
+            "eos_share": sum(s.get("stopped_by") == "eos" for s in stats) / n,
+        }
+    return out
+
+
+def load_scores(paths) -> list[dict]:
+    scores = []
+    for path in paths or []:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"Scores file {str(path)!r} does not exist.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg}).") from exc
+        if not isinstance(data, dict) or data.get("kind") not in ("rm", "judge", "align-acc"):
+            raise InputError(f"{path} is not a score file from `eval rm --out`, `eval judge --out` or `eval align-acc --out`.")
+        scores.append(data)
+    return scores
+
+
+def _f(value, digits=3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _interval(d: dict, digits=3) -> str:
+    if d.get("low") is None:
+        return _f(d.get("mean", d.get("accuracy")), digits)
+    centre = d.get("mean", d.get("accuracy", d.get("rate")))
+    return f"{_f(centre, digits)} [{_f(d['low'], digits)}, {_f(d['high'], digits)}]"
+
+
+def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
+    lines = [f"# Persona-judge vs direct prompting{f' — {source}' if source else ''}", ""]
+    cols = ["method", "responses", "mean words", "mean new tokens", "tokens/s", "acceptance rate", "stopped at EOS"]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for m, s in summary.items():
+        lines.append(f"| {m} | {s['n']} | {_f(s['mean_words'], 1)} | {_f(s['mean_new_tokens'], 1)} | "
+                     f"{_f(s['tokens_per_s'], 1)} | {_f(s['acceptance_rate'])} | {_f(s['eos_share'], 2)} |")
+    for sc in scores:
+        lines.append("")
+        if sc["kind"] == "rm":
+            lines += [f"## Reward: {sc['metric']}", "", "| method | n | mean reward [95% CI] |", "|---|---|---|"]
+            for m, d in sc["by_method"].items():
+                lines.append(f"| {m} | {d['n']} | {_interval(d)} |")
+            if sc.get("paired"):
+                p = sc["paired"]
+                lines += ["", f"Paired difference {p['a']} − {p['b']} over {p['n']} prompts: "
+                              f"{_interval(p)} (p = {_f(p.get('p_value'), 3)})."]
+        elif sc["kind"] == "judge":
+            lines += [f"## Pairwise judge: {sc['metric']}", "", f"Aspect: {sc['aspect']}", "",
+                      f"| {sc['a']} vs {sc['b']} | count | rate [95% Wilson CI] |", "|---|---|---|"]
+            for key in ("win", "tie", "loss"):
+                d = sc[key]
+                lines.append(f"| {key} | {d['count']} / {sc['n']} | {_f(d['rate'])} [{_f(d['low'])}, {_f(d['high'])}] |")
+        else:
+            lines += [f"## Alignment accuracy: {sc.get('model', '')}", "",
+                      f"Accuracy {_interval(sc)} over {sc['n']} pairs (ties count ½)."]
+    return "\n".join(lines) + "\n"
+
+
+def figure(summary: dict, scores: list[dict]):
+    """A plotly figure: one panel per metric, one bar per method (95% intervals where known)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    panels = [("mean words", {m: (s["mean_words"], None) for m, s in summary.items()}),
+              ("tokens/s", {m: (s["tokens_per_s"], None) for m, s in summary.items()}),
+              ("acceptance rate", {m: (s["acceptance_rate"], None) for m, s in summary.items()
+                                   if s["acceptance_rate"] is not None})]
+    for sc in scores:
+        if sc["kind"] == "rm":
+            panels.append((sc["metric"], {m: (d["mean"], d) for m, d in sc["by_method"].items()}))
+        elif sc["kind"] == "judge":
+            panels.append((f"{sc['a']} vs {sc['b']} ({sc['judge']})",
+                           {k: (sc[k]["rate"], {"mean": sc[k]["rate"], "low": sc[k]["low"], "high": sc[k]["high"]})
+                            for k in ("win", "tie", "loss")}))
+    panels = [(t, v) for t, v in panels if v]
+    cols = min(3, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels])
+    palette = {"persona-judge": "#d9480f", "direct": "#1c7ed6", "win": "#2b8a3e", "tie": "#868e96", "loss": "#c92a2a"}
+    for i, (_, values) in enumerate(panels):
+        names = list(values)
+        ys = [values[n][0] for n in names]
+        err = None
+        if any(values[n][1] and values[n][1].get("low") is not None for n in names):
+            plus = [(values[n][1]["high"] - values[n][0]) if values[n][1] and values[n][1].get("high") is not None else 0 for n in names]
+            minus = [(values[n][0] - values[n][1]["low"]) if values[n][1] and values[n][1].get("low") is not None else 0 for n in names]
+            err = dict(type="data", array=plus, arrayminus=minus, visible=True)
+        fig.add_trace(go.Bar(x=names, y=ys, error_y=err, showlegend=False,
+                             marker_color=[palette.get(n, "#495057") for n in names]),
+                      row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(height=360 * rows, title="Persona-judge vs direct prompting", template="plotly_white")
+    return fig
+
+
+def write_report(records_path, score_paths=(), out_md=None, out_html=None) -> dict:
+    from .evaluation import load_records
+
+    records = load_records(records_path)
+    summary = summarize(records)
+    scores = load_scores(score_paths)
+    md = markdown(summary, scores, source=Path(records_path).name)
+    if out_md:
+        Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_md).write_text(md, encoding="utf-8")
+    if out_html:
+        Path(out_html).parent.mkdir(parents=True, exist_ok=True)
+        figure(summary, scores).write_html(os.fspath(out_html), include_plotlyjs=True, full_html=True)
+    return {"summary": summary, "markdown": md, "scores": [s.get("metric", s["kind"]) for s in scores]}

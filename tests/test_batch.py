@@ -1,0 +1,179 @@
+"""Batch generation (issue 4): input formats, one record per (id, method), resume after a kill."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pjudge_core import InputError
+from pjudge_core.batch import read_prompts, read_records, record_seed, run_batch
+from pjudge_core.cli import main
+
+PREF_A, PREF_B = "Be concise.", "Be imaginative."
+
+
+def _strip(rec: dict) -> dict:
+    """A record without the wall-clock parts (they differ between runs)."""
+    stats = {k: v for k, v in rec["stats"].items() if k not in ("seconds", "tokens_per_s")}
+    return {**rec, "stats": stats}
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([{"id": "a", "prompt": "Describe a sunset."},
+                                {"id": "b", "prompt": "Explain the sea."},
+                                {"id": "c", "prompt": "Be helpful."}]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from conftest import make_tiny_lm
+
+    lm = make_tiny_lm()
+    folder = tmp_path_factory.mktemp("tiny-model")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_read_formats(tmp_path, prompts_file):
+    assert read_prompts(prompts_file)[1] == {"id": "b", "prompt": "Explain the sea."}
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"id": 7, "prompt": "one"}\n\n{"prompt": "two"}\n')
+    assert read_prompts(jsonl) == [{"id": "7", "prompt": "one"}, {"id": "3", "prompt": "two"}]
+    txt = tmp_path / "p.txt"
+    txt.write_text("first question\n\nsecond question\n")
+    assert read_prompts(txt) == [{"id": "1", "prompt": "first question"}, {"id": "3", "prompt": "second question"}]
+
+
+def test_koala_file_reads():
+    from pathlib import Path
+
+    koala = Path(__file__).resolve().parents[2] / "shared" / "data" / "koala_eval_50.json"
+    if not koala.is_file():
+        pytest.skip("shared data not present")
+    prompts = read_prompts(koala)
+    assert len(prompts) == 50 and prompts[0]["id"] == "0"
+
+
+@pytest.mark.parametrize("text, line", [
+    ('{"prompt": "ok"}\n{"prompt": "ok2"\n{"prompt": "x"}\n', 2),
+    ('{"prompt": "ok"}\n{"id": 1}\n', 2),
+    ('{"prompt": "ok"}\n\n{"prompt": ""}\n', 3),
+    ('{"id": 1, "prompt": "a"}\n{"id": "1", "prompt": "b"}\n', 2),
+])
+def test_bad_jsonl_lines_are_reported(tmp_path, text, line):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(InputError, match=f"line {line}"):
+        read_prompts(path)
+
+
+def test_bad_json_list_item_has_its_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n  {"id": "0", "prompt": "fine"},\n  {"id": "1"}\n]\n')
+    with pytest.raises(InputError, match="line 3"):
+        read_prompts(path)
+
+
+def test_record_seed_is_stable_and_distinct():
+    assert record_seed(0, 3) == record_seed(0, 3)
+    assert len({record_seed(s, i) for s in range(3) for i in range(50)}) == 150
+    assert record_seed(None, 1) is None
+
+
+def test_run_batch_records(tiny_lm, tmp_path, prompts_file):
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(tiny_lm, read_prompts(prompts_file), PREF_A, PREF_B, out, max_new_tokens=6,
+                        seed=1, progress=False)
+    assert summary["written"] == 6
+    records = read_records(out)
+    assert [(r["id"], r["method"]) for r in records] == [
+        (i, m) for i in "abc" for m in ("persona-judge", "direct")]
+    pj = records[0]
+    assert pj["settings"]["pref_a"] == PREF_A and pj["settings"]["lam"] == 4
+    assert "acceptance_rate" in pj["stats"] and "steps" not in pj
+    assert records[1]["settings"]["preferences"] == [PREF_A, PREF_B]
+    assert pj["settings"]["seed"] == records[1]["settings"]["seed"] == record_seed(1, 0)
+    # same seed, same text
+    again = tmp_path / "again.jsonl"
+    run_batch(tiny_lm, read_prompts(prompts_file), PREF_A, PREF_B, again, max_new_tokens=6, seed=1,
+              progress=False, trace=True)
+    again_records = read_records(again)
+    assert [r["text"] for r in again_records] == [r["text"] for r in records]
+    assert len(again_records[0]["steps"]) == again_records[0]["stats"]["new_tokens"]
+
+
+def test_resume_after_kill_gives_the_same_records(tiny_lm, tmp_path, prompts_file):
+    prompts = read_prompts(prompts_file)
+    full = tmp_path / "full.jsonl"
+    run_batch(tiny_lm, prompts, PREF_A, PREF_B, full, max_new_tokens=6, seed=3, progress=False)
+    lines = full.read_text().splitlines(keepends=True)
+    killed = tmp_path / "killed.jsonl"
+    killed.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # died writing record 4
+    with pytest.raises(InputError, match="--resume"):
+        run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=6, seed=3, progress=False)
+    summary = run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=6, seed=3, progress=False,
+                        resume=True)
+    assert summary["skipped"] == 3 and summary["written"] == 3
+    resumed = read_records(killed)
+    assert [_strip(r) for r in resumed] == [_strip(r) for r in read_records(full)]
+    # resuming a finished file writes nothing and duplicates nothing
+    assert run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=6, seed=3, progress=False,
+                     resume=True)["written"] == 0
+    assert len(read_records(killed)) == 6
+    # other settings cannot resume the file
+    with pytest.raises(InputError, match="max_new_tokens"):
+        run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=7, seed=3, progress=False, resume=True)
+
+
+def test_corrupt_middle_line_is_an_error(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"id": "1", "method": "direct", "text": "x"}\nnot json\n{"id": "2", "method": "direct", "text": "y"}\n')
+    with pytest.raises(InputError, match="line 2"):
+        read_records(path)
+
+
+def test_cli_batch_and_errors(tiny_folder, tmp_path, prompts_file, capsys):
+    out = tmp_path / "cli.jsonl"
+    args = ["batch", "--prompts", str(prompts_file), "--preset", "elementary + PhD", "--methods", "direct",
+            "--out", str(out), "--model", str(tiny_folder), "--max-new-tokens", "4", "--quiet"]
+    assert main(args) == 0
+    records = read_records(out)
+    from pjudge_core.presets import pair
+
+    assert len(records) == 3 and records[0]["settings"]["preferences"] == list(pair("elementary + PhD"))
+    assert main(args + ["--resume"]) == 0 and len(read_records(out)) == 3
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": 3}\n')
+    capsys.readouterr()
+    code = main(["batch", "--prompts", str(bad), "--pref-a", "a", "--pref-b", "b", "--out", str(tmp_path / "x.jsonl"),
+                 "--model", str(tiny_folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "line 2" in err and len(err.splitlines()) == 1
+    assert main(["batch", "--prompts", str(prompts_file), "--preset", "no such pair", "--out", str(tmp_path / "y.jsonl"),
+                 "--model", str(tiny_folder)]) == 2
+    assert main(["batch", "--prompts", str(prompts_file), "--pref-a", "a", "--pref-b", "b", "--methods", "beam",
+                 "--out", str(tmp_path / "z.jsonl"), "--model", str(tiny_folder)]) == 2
+
+
+@pytest.mark.slow
+def test_bundled_batch_and_report_end_to_end(bundled_lm, tmp_path):
+    from pathlib import Path
+
+    from pjudge_core.report import write_report
+
+    koala = Path(__file__).resolve().parents[2] / "shared" / "data" / "koala_eval_50.json"
+    prompts = read_prompts(koala)[:2] if koala.is_file() else [{"id": "0", "prompt": "What is TCP/IP?"},
+                                                              {"id": "1", "prompt": "Why is the sky blue?"}]
+    out = tmp_path / "bundled.jsonl"
+    run_batch(bundled_lm, prompts, "Be concise.", "Be friendly.", out, max_new_tokens=16, seed=0, progress=False)
+    records = read_records(out)
+    assert len(records) == 4 and all(r["text"].strip() for r in records)
+    result = write_report(out, [], out_md=tmp_path / "r.md", out_html=tmp_path / "r.html")
+    assert set(result["summary"]) == {"persona-judge", "direct"}
+    assert "plotly" in (tmp_path / "r.html").read_text()[:100000].lower()
