@@ -49,14 +49,14 @@ def test_read_formats(tmp_path, prompts_file):
     assert read_prompts(txt) == [{"id": "1", "prompt": "first question"}, {"id": "3", "prompt": "second question"}]
 
 
-def test_koala_file_reads():
-    from pathlib import Path
+def test_koala_file_reads(tmp_path):
+    import json
 
-    koala = Path(__file__).resolve().parents[2] / "shared" / "data" / "koala_eval_50.json"
-    if not koala.is_file():
-        pytest.skip("shared data not present")
+    # The same shape as ../shared/data/koala_eval_50.json: a JSON list of {"id", "prompt"}.
+    koala = tmp_path / "koala.json"
+    koala.write_text(json.dumps([{"id": i, "prompt": f"question {i}"} for i in range(50)]))
     prompts = read_prompts(koala)
-    assert len(prompts) == 50 and prompts[0]["id"] == "0"
+    assert len(prompts) == 50 and prompts[0] == {"id": "0", "prompt": "question 0"}
 
 
 @pytest.mark.parametrize("text, line", [
