@@ -24,9 +24,17 @@ except Exception:  # not on Spaces
 
 import gradio as gr
 
-from pjudge_core import BUNDLED, LoadedModel, PJudgeError, load_model, stream_direct, stream_persona_judge
-from pjudge_core import charts, render
+from pjudge_core import (
+    BUNDLED,
+    DecodeSettings,
+    LoadedModel,
+    PJudgeError,
+    load_model,
+    stream_generate,
+)
 from pjudge_core import presets as P
+from pjudge_core.evaluation.alignment import judge_capacity
+from pjudge_core.ui import charts, records, render
 
 HERE = Path(__file__).resolve().parent
 CSS_PATH = HERE / "assets" / "style.css"
@@ -83,7 +91,8 @@ def warm_up(lm: LoadedModel) -> None:
     """One tiny run right after loading, so the first real Run shows its first token quickly
     (the first forwards of a fresh model are several times slower: allocator, kernels)."""
     try:
-        stream_persona_judge(lm, "Hi", "Be brief.", "Be kind.", max_new_tokens=6, lam=2, greedy=True).run()
+        stream_generate(lm, "persona-judge", "Hi", ["Be brief.", "Be kind."],
+                        DecodeSettings(max_new_tokens=6, lam=2, greedy=True)).run()
     except Exception:  # a warm-up must never break loading
         pass
 
@@ -116,7 +125,7 @@ def _quant(four_bit: bool) -> str | None:
 def _describe(lm: LoadedModel) -> str:
     ctx = lm.context_length
     return f"Loaded: {lm.name} · device {lm.device} · dtype {lm.dtype}" + (
-        f" · 4-bit" if lm.quantize == "4bit" else "") + (f" · context {ctx} tokens" if ctx else "")
+        " · 4-bit" if lm.quantize == "4bit" else "") + (f" · context {ctx} tokens" if ctx else "")
 
 
 # --------------------------------------------------------------------------- handlers
@@ -132,24 +141,6 @@ def load_handler(name, four_bit, progress=gr.Progress()):
         return render.message_html(f"Could not load {name!r}: {type(exc).__name__}: {exc}", "error")
     progress(1.0)
     return render.message_html(f"{_describe(lm)} ({time.perf_counter() - t0:.1f} s)", "ok")
-
-
-def _int(value, default: int, lo: int, hi: int | None = None) -> int:
-    try:
-        v = int(round(float(value)))
-    except (TypeError, ValueError):
-        v = default
-    v = max(lo, v)
-    return min(hi, v) if hi is not None else v
-
-
-def _seed(value) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(round(float(value)))
-    except (TypeError, ValueError):
-        return None
 
 
 def _names(persona_a, persona_b) -> dict[str, str]:
@@ -169,15 +160,15 @@ def run_handler(model_name, four_bit, persona_a, pref_a, persona_b, pref_b, quer
     def out(pj_html=skip, direct=skip, stats=skip, plot1=skip, plot2=skip, file=skip, msg=skip, record=skip):
         return pj_html, direct, stats, plot1, plot2, file, msg, record
 
-    sampling = dict(temperature=float(temperature or 0.9), top_k=_int(top_k, 20, 0), top_p=float(top_p or 1.0),
-                    greedy=bool(greedy), seed=_seed(seed), max_new_tokens=_int(max_new_tokens, 128, 1))
-    pj_args = dict(sampling, lam=_int(lam, 4, 1, 8), alternate=(roles != "fixed"))
     try:
+        settings = DecodeSettings.from_inputs(
+            lam=lam, alternate=(roles != "fixed"), greedy=greedy, temperature=temperature, top_k=top_k,
+            top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
         if MODELS.current() is None or (MODELS.key or ("",))[0] != ((model_name or "").strip() or BUNDLED):
             yield out(msg=render.message_html(f"Loading {model_name or BUNDLED} … (first run only)", "info"))
         lm = MODELS.get(model_name, _quant(four_bit))
-        pj_stream = stream_persona_judge(lm, query, pref_a, pref_b, **pj_args)
-        direct_stream = stream_direct(lm, query, [pref_a, pref_b], **sampling)
+        pj_stream = stream_generate(lm, "persona-judge", query, [pref_a, pref_b], settings)
+        direct_stream = stream_generate(lm, "direct", query, [pref_a, pref_b], settings)
     except PJudgeError as exc:
         yield out(msg=render.message_html(str(exc), "error"))
         return
@@ -211,8 +202,8 @@ def run_handler(model_name, four_bit, persona_a, pref_a, persona_b, pref_b, quer
                 last = now
                 yield out(direct=text)
         direct = direct_stream.result
-        record = render.run_record(pj, direct, {"model": lm.describe(), "personas": names})
-        path = render.write_record(record)
+        record = records.run_record(pj, direct, {"model": lm.describe(), "personas": names})
+        path = records.write_record(record)
         yield out(direct=direct.text, stats=render.stats_html(pj.stats, direct.stats), file=path,
                   msg=render.message_html(
                       f"Done: Persona-judge {pj.stats['new_tokens']} tokens, direct {direct.stats['new_tokens']} "
@@ -227,16 +218,11 @@ def run_handler(model_name, four_bit, persona_a, pref_a, persona_b, pref_b, quer
 
 @GPU
 def capacity_handler(model_name, four_bit, n, progress=gr.Progress()):
-    """Judge capacity (pjudge_core.capacity, imported lazily): can this model tell personas apart?"""
-    try:
-        from pjudge_core.capacity import judge_capacity
-    except ImportError:
-        return render.message_html("The judge-capacity module (pjudge_core/capacity.py) is not available "
-                                   "in this build yet.", "error")
+    """Judge capacity: can this model tell personas apart (alignment accuracy on student/PhD pairs)?"""
     try:
         progress(0.0, desc="Loading the model …")
         lm = MODELS.get(model_name, _quant(four_bit))
-        res = judge_capacity(lm, n=_int(n, 40, 1), seed=0,
+        res = judge_capacity(lm, n=int(n), seed=0,
                              progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
     except PJudgeError as exc:
         return render.message_html(str(exc), "error")

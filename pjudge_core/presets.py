@@ -1,63 +1,159 @@
-"""Preset personas, preference pairs, models and example queries, read from the JSON files in
-``presets/`` (next to this package, or ``$PJUDGE_PRESETS``).
+"""Presets as validated data: personas, preference pairs, models and example queries.
 
-    from pjudge_core.presets import pair, persona_text
-    pref_a, pref_b = pair("vivid + creative")
+The JSON files live in ``presets/`` next to this package (or a folder named by
+``$PJUDGE_PRESETS``); adding a preset is adding an entry. Each file is read through a pydantic
+model with ``extra="forbid"``, so a typo gives one sentence naming the file, the entry and the
+field:
 
-Files (adding a preset = adding an entry):
-  * ``personas.json``: ``{"personas": {name: {"text": str, "group": str}}}``
-  * ``pairs.json``:    ``{"pairs": {name: {"a": persona name, "b": persona name, "about": str}}}``
-  * ``models.json``:   ``{"models": [{"id": str, "label"?: str, "size"?: str, "note"?: str,
-    "spaces_default"?: bool}]}``
+  * ``personas.json``: ``{"personas": {name: {"text": str, "group"?: str}}}``
+  * ``pairs.json``:    ``{"pairs": {name: {"a": persona name, "b": persona name, "about"?: str}}}``
+  * ``models.json``:   ``{"models": [{"id": str, "label"?, "size"?, "note"?, "spaces_default"?: bool,
+    "settings"?: {DecodeSettings field: value}}]}`` (``settings`` are the model's recommended
+    decoding settings, which the app applies when the model is picked)
   * ``queries.json``:  ``{"queries": [str, ...]}``
 
-Every problem in a file is an `InputError` with one readable sentence naming the file and entry.
+A top-level ``"_about"`` string documents a file. Shared by the command line and the app.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from .errors import InputError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from .engine.settings import DecodeSettings
+from .errors import InputError, PJudgeError
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "presets"
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-@dataclass(frozen=True)
-class Persona:
-    name: str
-    text: str
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Persona(_Strict):
+    text: Text
     group: str = ""
 
 
-@dataclass(frozen=True)
-class Pair:
-    name: str
-    a: str  # persona names
-    b: str
+class Pair(_Strict):
+    a: Text  # persona names
+    b: Text
     about: str = ""
 
 
-@dataclass(frozen=True)
-class ModelPreset:
-    id: str
-    label: str
+class ModelPreset(_Strict):
+    id: Text
+    label: str = ""
     size: str = ""
     note: str = ""
     spaces_default: bool = False
+    settings: dict[str, float | int | bool] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _valid_settings(cls, value: dict) -> dict:
+        try:
+            DecodeSettings.from_inputs(**value)
+        except PJudgeError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.label or self.id
+
+    def decode_settings(self) -> DecodeSettings:
+        return DecodeSettings.from_inputs(**self.settings)
 
 
-@dataclass
-class Presets:
-    personas: dict[str, Persona] = field(default_factory=dict)
-    pairs: dict[str, Pair] = field(default_factory=dict)
-    models: list[ModelPreset] = field(default_factory=list)
-    queries: list[str] = field(default_factory=list)
+class _PersonasFile(_Strict):
+    about: str = Field("", alias="_about")
+    personas: dict[Text, Persona] = Field(min_length=1)
+
+
+class _PairsFile(_Strict):
+    about: str = Field("", alias="_about")
+    pairs: dict[Text, Pair]
+
+
+class _ModelsFile(_Strict):
+    about: str = Field("", alias="_about")
+    models: list[ModelPreset]
+
+
+class _QueriesFile(_Strict):
+    about: str = Field("", alias="_about")
+    queries: list[Text]
+
+
+class Presets(_Strict):
+    personas: dict[str, Persona]
+    pairs: dict[str, Pair] = Field(default_factory=dict)
+    models: list[ModelPreset] = Field(default_factory=list)
+    queries: list[str] = Field(default_factory=list)
     directory: Path | None = None
+
+
+ENTRY_WORDS = {"personas": "persona", "pairs": "pair", "models": "entry", "queries": "entry"}
+
+
+def _where(file: str, loc: tuple) -> str:
+    """'personas.json, persona 'x', field 'text'' from a pydantic error location."""
+    parts = [file]
+    if len(loc) >= 2:
+        entry = loc[1]
+        word = ENTRY_WORDS.get(loc[0], "entry")
+        parts.append(f"{word} {entry + 1}" if isinstance(entry, int) else f"{word} {entry!r}")
+    if len(loc) >= 3:
+        parts.append(f"field {'.'.join(str(x) for x in loc[2:])!r}")
+    elif len(loc) == 1:
+        parts.append(f"field {loc[0]!r}")
+    return ", ".join(parts)
+
+
+def _message(file: str, error: ValidationError) -> str:
+    # A misspelt field shows up as "unknown field" plus "missing field"; the typo is the news.
+    first = sorted(error.errors(), key=lambda e: e.get("type") != "extra_forbidden")[0]
+    loc = tuple(first.get("loc", ()))
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        problem = "is not a known field (check its spelling)"
+    elif kind == "missing":
+        problem = "is missing"
+    elif kind in ("string_too_short", "too_short"):
+        problem = "must not be empty"
+    else:
+        problem = first.get("msg", "is invalid").removeprefix("Value error, ")
+    return f"{_where(file, loc)}: {problem}."
+
+
+def _read(path: Path, schema: type[BaseModel], required: bool = True):
+    if not path.exists():
+        if required:
+            raise InputError(f"Preset file {path} is missing.")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"Preset file {path.name} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}).") from exc
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_message(path.name, exc)) from None
 
 
 def presets_dir(directory: str | os.PathLike | None = None) -> Path:
@@ -66,80 +162,26 @@ def presets_dir(directory: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("PJUDGE_PRESETS") or DEFAULT_DIR)
 
 
-def _read(path: Path, key: str, kind: type, required: bool = True):
-    if not path.exists():
-        if required:
-            raise InputError(f"Preset file {path} is missing.")
-        return kind()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"Preset file {path.name} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                         f"{exc.msg}).") from exc
-    if not isinstance(data, dict) or key not in data:
-        raise InputError(f"Preset file {path.name} must be a JSON object with a {key!r} entry.")
-    value = data[key]
-    if not isinstance(value, kind):
-        raise InputError(f"In {path.name}, {key!r} must be a JSON {'object' if kind is dict else 'list'}.")
-    return value
-
-
-def _text(value, where: str, what: str, required: bool = True) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise InputError(f"{where}: {what} must be a non-empty string.")
-    return value.strip()
-
-
-def load_presets(dir: str | os.PathLike | None = None) -> Presets:  # noqa: A002 (the brief's name)
-    """Read and validate every preset file in `dir` (default: the project's ``presets/``)."""
-    root = presets_dir(dir)
+def load_presets(directory: str | os.PathLike | None = None) -> Presets:
+    """Read and validate every preset file in `directory` (default: the project's ``presets/``)."""
+    root = presets_dir(directory)
     if not root.is_dir():
         raise InputError(f"Preset folder {root} does not exist.")
-    out = Presets(directory=root)
-
-    for name, entry in _read(root / "personas.json", "personas", dict).items():
-        where = f"personas.json, persona {name!r}"
-        if not isinstance(entry, dict):
-            raise InputError(f"{where} must be an object with a 'text' field.")
-        _text(name, "personas.json", "every persona name")
-        out.personas[name] = Persona(name, _text(entry.get("text"), where, "'text'"),
-                                     _text(entry.get("group"), where, "'group'", required=False))
-    if not out.personas:
-        raise InputError("personas.json defines no personas.")
-
-    for name, entry in _read(root / "pairs.json", "pairs", dict, required=False).items():
-        where = f"pairs.json, pair {name!r}"
-        if not isinstance(entry, dict):
-            raise InputError(f"{where} must be an object with 'a' and 'b' persona names.")
-        a = _text(entry.get("a"), where, "'a'")
-        b = _text(entry.get("b"), where, "'b'")
-        for side, persona in (("a", a), ("b", b)):
-            if persona not in out.personas:
-                raise InputError(f"{where}: {side!r} names the unknown persona {persona!r}; known personas: "
-                                 f"{', '.join(sorted(out.personas))}.")
-        out.pairs[name] = Pair(name, a, b, _text(entry.get("about"), where, "'about'", required=False))
-
+    personas = _read(root / "personas.json", _PersonasFile).personas
+    pairs = getattr(_read(root / "pairs.json", _PairsFile, required=False), "pairs", {})
+    for name, p in pairs.items():
+        for side, persona in (("a", p.a), ("b", p.b)):
+            if persona not in personas:
+                raise InputError(f"pairs.json, pair {name!r}, field {side!r}: names the unknown persona "
+                                 f"{persona!r}; known personas: {', '.join(sorted(personas))}.")
+    models = getattr(_read(root / "models.json", _ModelsFile, required=False), "models", [])
     seen: set[str] = set()
-    for i, entry in enumerate(_read(root / "models.json", "models", list, required=False)):
-        where = f"models.json, entry {i + 1}"
-        if not isinstance(entry, dict):
-            raise InputError(f"{where} must be an object with an 'id'.")
-        model_id = _text(entry.get("id"), where, "'id'")
-        if model_id in seen:
-            raise InputError(f"{where}: model {model_id!r} is listed twice.")
-        seen.add(model_id)
-        out.models.append(ModelPreset(
-            model_id, _text(entry.get("label"), where, "'label'", required=False) or model_id,
-            _text(entry.get("size"), where, "'size'", required=False),
-            _text(entry.get("note"), where, "'note'", required=False),
-            bool(entry.get("spaces_default", False)),
-        ))
-
-    for i, query in enumerate(_read(root / "queries.json", "queries", list, required=False)):
-        out.queries.append(_text(query, f"queries.json, entry {i + 1}", "the query"))
-    return out
+    for i, m in enumerate(models):
+        if m.id in seen:
+            raise InputError(f"models.json, entry {i + 1}: model {m.id!r} is listed twice.")
+        seen.add(m.id)
+    queries = getattr(_read(root / "queries.json", _QueriesFile, required=False), "queries", [])
+    return Presets(personas=personas, pairs=pairs, models=models, queries=queries, directory=root)
 
 
 @lru_cache(maxsize=4)
@@ -147,47 +189,41 @@ def _cached(directory: str) -> Presets:
     return load_presets(directory)
 
 
-def presets(dir: str | os.PathLike | None = None) -> Presets:  # noqa: A002
+def presets(directory: str | os.PathLike | None = None) -> Presets:
     """`load_presets`, cached per folder (the app and CLI call this)."""
-    return _cached(str(presets_dir(dir)))
+    return _cached(str(presets_dir(directory)))
 
 
-def persona_names(dir=None) -> list[str]:
-    return list(presets(dir).personas)
-
-
-def pair_names(dir=None) -> list[str]:
-    return list(presets(dir).pairs)
-
-
-def persona_text(name: str, dir=None) -> str:
+def persona_text(name: str, directory=None) -> str:
     """The preference text of a persona preset; `InputError` listing the known names otherwise."""
-    known = presets(dir).personas
+    known = presets(directory).personas
     if name not in known:
         raise InputError(f"Unknown persona preset {name!r}; known personas: {', '.join(known)}.")
     return known[name].text
 
 
-def pair(name: str, dir=None) -> tuple[str, str]:
-    """(pref_a, pref_b) texts of a ready-made pair; `InputError` listing the known names otherwise."""
-    data = presets(dir)
-    if name not in data.pairs:
-        raise InputError(f"Unknown preset pair {name!r}; known pairs: {', '.join(data.pairs)}.")
-    p = data.pairs[name]
-    return data.personas[p.a].text, data.personas[p.b].text
-
-
-def pair_personas(name: str, dir=None) -> tuple[str, str]:
+def pair_personas(name: str, directory=None) -> tuple[str, str]:
     """(persona name A, persona name B) of a ready-made pair."""
-    data = presets(dir)
+    data = presets(directory)
     if name not in data.pairs:
         raise InputError(f"Unknown preset pair {name!r}; known pairs: {', '.join(data.pairs)}.")
     return data.pairs[name].a, data.pairs[name].b
 
 
-def model_presets(dir=None) -> list[ModelPreset]:
-    return list(presets(dir).models)
+def pair(name: str, directory=None) -> tuple[str, str]:
+    """(pref_a, pref_b) texts of a ready-made pair; `InputError` listing the known names otherwise."""
+    a, b = pair_personas(name, directory)
+    personas = presets(directory).personas
+    return personas[a].text, personas[b].text
 
 
-def example_queries(dir=None) -> list[str]:
-    return list(presets(dir).queries)
+def model_presets(directory=None) -> list[ModelPreset]:
+    return list(presets(directory).models)
+
+
+def model_preset(model_id: str, directory=None) -> ModelPreset | None:
+    return next((m for m in presets(directory).models if m.id == model_id), None)
+
+
+def example_queries(directory=None) -> list[str]:
+    return list(presets(directory).queries)

@@ -1,35 +1,26 @@
 """The app through its HTTP API (gradio_client), with a tiny model registered under "tiny-test"."""
 
 import json
-import socket
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from conftest import make_tiny_lm, serve_app
+from gradio_client import Client
 
-from pjudge_core import persona_judge, direct_prompt
+import app
+from pjudge_core import direct_prompt, persona_judge
 
 QUERY = "Describe a sunset."
 PREF_A, PREF_B = "be vivid", "be creative"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tiny_lm):
-    import app
-    from gradio_client import Client
-
-    app.register_model("tiny-test", tiny_lm)
-    demo = app.build_demo()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with serve_app({"tiny-test": tiny_lm, "tiny-long": make_tiny_lm(max_positions=4096)}) as url:
+        yield Client(url, verbose=False)
 
 
 def run_args(model="tiny-test", max_new=48, seed=7, query=QUERY, pref_a=PREF_A):
@@ -38,10 +29,22 @@ def run_args(model="tiny-test", max_new=48, seed=7, query=QUERY, pref_a=PREF_A):
             max_new, seed]
 
 
-def test_import_loads_nothing():
-    import app
-
-    assert app.MODELS.lm is None or app.MODELS.key[0] in app.MODELS.registered
+def test_importing_the_app_and_building_the_page_loads_no_model():
+    """In a fresh process where any model load would raise: import app, build the page."""
+    code = (
+        "import transformers\n"
+        "def refuse(*a, **k): raise SystemExit('a model was loaded at import')\n"
+        "transformers.AutoModelForCausalLM.from_pretrained = refuse\n"
+        "transformers.AutoTokenizer.from_pretrained = refuse\n"
+        "import app\n"
+        "app.build_demo()\n"
+        "assert app.MODELS.lm is None and not app.MODELS.registered\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(root)))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_endpoints(client):
@@ -59,12 +62,10 @@ def test_run_streams_and_matches_engine(client, tiny_lm):
     assert "pj-msg-ok" in final[6]
     record = json.loads(open(final[5], encoding="utf-8").read())
 
-    expected = persona_judge(tiny_lm, QUERY, PREF_A, PREF_B, max_new_tokens=48, lam=4, alternate=True,
-                             temperature=0.9, top_k=20, top_p=0.9, seed=7)
+    expected = persona_judge(tiny_lm, QUERY, PREF_A, PREF_B, max_new_tokens=48, seed=7)
     assert record["persona_judge"]["token_ids"] == expected.token_ids
     assert record["persona_judge"]["text"] == expected.text
-    direct = direct_prompt(tiny_lm, QUERY, [PREF_A, PREF_B], max_new_tokens=48, temperature=0.9, top_k=20,
-                           top_p=0.9, seed=7)
+    direct = direct_prompt(tiny_lm, QUERY, [PREF_A, PREF_B], max_new_tokens=48, seed=7)
     assert record["direct"]["token_ids"] == direct.token_ids
     assert final[1] == direct.text
     # the last token HTML holds every token, and is final (no cursor)
@@ -91,23 +92,11 @@ def test_input_error_shown_in_page(client):
 
 
 def test_capacity_endpoint_answers(client):
-    import app
-    from conftest import make_tiny_lm
-
-    app.register_model("tiny-long", make_tiny_lm(max_positions=4096))  # the pairs exceed 512 tokens
-    msg = client.predict("tiny-long", False, 10, api_name="/capacity")
-    assert "pj-msg" in msg and "Traceback" not in msg
-    try:
-        import pjudge_core.capacity  # noqa: F401  (built by another issue)
-    except ImportError:
-        assert "not available" in msg
-    else:
-        assert "pj-msg-ok" in msg and "alignment accuracy" in msg and "10 student/PhD" in msg, msg
+    msg = client.predict("tiny-long", False, 10, api_name="/capacity")  # the pairs exceed 512 tokens
+    assert "pj-msg-ok" in msg and "alignment accuracy" in msg and "10 student/PhD" in msg, msg
 
 
 def test_default_model_offline_and_on_spaces(monkeypatch):
-    import app
-
     monkeypatch.setattr(app, "ON_SPACES", False)
     assert app.default_model() == "bundled"
     monkeypatch.setattr(app, "ON_SPACES", True)

@@ -7,11 +7,13 @@ A missing chromium is a FAILURE with a clear message, never a skip.
 """
 
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from conftest import make_tiny_lm, serve_app
+
+import app
 
 CHROMIUM = os.environ.get("PJUDGE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -22,34 +24,18 @@ pytestmark = pytest.mark.browser
 FORWARDS: list[float] = []  # forward passes of the "tiny-slow" model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_lm):
-    import app
-    from conftest import make_tiny_lm
-
     slow = make_tiny_lm(seed=1)
 
     def slow_forward(module, args):
         FORWARDS.append(time.perf_counter())
         time.sleep(0.08)
 
-    slow.model.register_forward_pre_hook(slow_forward)
-    app.register_model("tiny-test", tiny_lm)
-    app.register_model("tiny-slow", slow)
-    demo = app.build_demo()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
-                **app.launch_kwargs())
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    # On the decoder stack: it runs in every forward (the CPU fast path projects its output itself).
+    slow.model.get_decoder().register_forward_pre_hook(slow_forward)
+    with serve_app({"tiny-test": tiny_lm, "tiny-slow": slow}, **app.launch_kwargs()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

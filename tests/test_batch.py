@@ -1,14 +1,24 @@
-"""Batch generation (issue 4): input formats, one record per (id, method), resume after a kill."""
+"""Batch generation: input formats, one record per (prompt id, run spec), resume after a kill."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from pjudge_core import InputError
-from pjudge_core.batch import read_prompts, read_records, record_seed, run_batch
+from pjudge_core import DecodeSettings, InputError
 from pjudge_core.cli import main
+from pjudge_core.evaluation.batch import record_seed, run_batch
+from pjudge_core.evaluation.records import read_prompts, read_records
+from pjudge_core.evaluation.report import summarize, write_report
+from pjudge_core.presets import pair
+
+PREFS = ["Be concise.", "Be imaginative."]
+
+
+def settings(n=6, seed=1):
+    return DecodeSettings(max_new_tokens=n, seed=seed)
 
 PREF_A, PREF_B = "Be concise.", "Be imaginative."
 
@@ -28,17 +38,6 @@ def prompts_file(tmp_path):
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    from conftest import make_tiny_lm
-
-    lm = make_tiny_lm()
-    folder = tmp_path_factory.mktemp("tiny-model")
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_read_formats(tmp_path, prompts_file):
     assert read_prompts(prompts_file)[1] == {"id": "b", "prompt": "Explain the sea."}
     jsonl = tmp_path / "p.jsonl"
@@ -49,14 +48,9 @@ def test_read_formats(tmp_path, prompts_file):
     assert read_prompts(txt) == [{"id": "1", "prompt": "first question"}, {"id": "3", "prompt": "second question"}]
 
 
-def test_koala_file_reads(tmp_path):
-    import json
-
-    # The same shape as ../shared/data/koala_eval_50.json: a JSON list of {"id", "prompt"}.
-    koala = tmp_path / "koala.json"
-    koala.write_text(json.dumps([{"id": i, "prompt": f"question {i}"} for i in range(50)]))
-    prompts = read_prompts(koala)
-    assert len(prompts) == 50 and prompts[0] == {"id": "0", "prompt": "question 0"}
+def test_the_shipped_koala_prompts_read():
+    prompts = read_prompts(Path(__file__).resolve().parents[1] / "data" / "koala_eval_50.json")
+    assert len(prompts) == 50 and len({p["id"] for p in prompts}) == 50 and all(p["prompt"].strip() for p in prompts)
 
 
 @pytest.mark.parametrize("text, line", [
@@ -87,47 +81,75 @@ def test_record_seed_is_stable_and_distinct():
 
 def test_run_batch_records(tiny_lm, tmp_path, prompts_file):
     out = tmp_path / "out.jsonl"
-    summary = run_batch(tiny_lm, read_prompts(prompts_file), PREF_A, PREF_B, out, max_new_tokens=6,
-                        seed=1, progress=False)
+    summary = run_batch(tiny_lm, read_prompts(prompts_file), PREFS, out, settings=settings(), progress=False)
     assert summary["written"] == 6
     records = read_records(out)
-    assert [(r["id"], r["method"]) for r in records] == [
+    assert [(r["id"], r["spec"]) for r in records] == [
         (i, m) for i in "abc" for m in ("persona-judge", "direct")]
     pj = records[0]
-    assert pj["settings"]["pref_a"] == PREF_A and pj["settings"]["lam"] == 4
+    assert pj["settings"]["preferences"] == PREFS and pj["settings"]["lam"] == 4
     assert "acceptance_rate" in pj["stats"] and "steps" not in pj
-    assert records[1]["settings"]["preferences"] == [PREF_A, PREF_B]
+    assert records[1]["settings"]["preferences"] == PREFS and records[1]["spec_label"] == "Direct prompting"
     assert pj["settings"]["seed"] == records[1]["settings"]["seed"] == record_seed(1, 0)
     # same seed, same text
     again = tmp_path / "again.jsonl"
-    run_batch(tiny_lm, read_prompts(prompts_file), PREF_A, PREF_B, again, max_new_tokens=6, seed=1,
-              progress=False, trace=True)
+    run_batch(tiny_lm, read_prompts(prompts_file), PREFS, again, settings=settings(), progress=False, trace=True)
     again_records = read_records(again)
     assert [r["text"] for r in again_records] == [r["text"] for r in records]
     assert len(again_records[0]["steps"]) == again_records[0]["stats"]["new_tokens"]
 
 
+def test_every_variant_is_its_own_spec_and_its_own_report_row(tiny_lm, tmp_path, prompts_file):
+    out = tmp_path / "variants.jsonl"
+    specs = "persona-judge,persona-judge-base,direct,direct[A],direct[],fusion(alpha=0.5),official"
+    run_batch(tiny_lm, read_prompts(prompts_file)[:2], PREFS, out, specs=specs, settings=settings(), progress=False)
+    records = read_records(out)
+    assert len(records) == 14
+    by_spec = {r["spec"]: r for r in records if r["id"] == "a"}
+    assert set(by_spec) == set(specs.split(","))
+    assert by_spec["persona-judge-base"]["settings"]["alternate"] is False
+    assert by_spec["persona-judge"]["settings"]["alternate"] is True
+    assert by_spec["direct[A]"]["settings"]["preferences"] == PREFS[:1]
+    assert by_spec["direct[]"]["settings"]["preferences"] == []
+    assert by_spec["fusion(alpha=0.5)"]["settings"]["options"]["alpha"] == 0.5
+    summary = summarize(records)
+    assert set(summary) == set(specs.split(",")) and all(row["n"] == 2 for row in summary.values())
+    assert summary["persona-judge-base"]["label"] == "Persona-judge-Base"
+
+
+def test_specs_are_checked_before_anything_runs(tiny_lm, tmp_path, prompts_file):
+    out = tmp_path / "never.jsonl"
+    with pytest.raises(InputError, match="names persona C"):
+        run_batch(tiny_lm, read_prompts(prompts_file), PREFS, out, specs="direct,direct[C]", progress=False)
+    assert not out.exists()
+
+
 def test_resume_after_kill_gives_the_same_records(tiny_lm, tmp_path, prompts_file):
     prompts = read_prompts(prompts_file)
     full = tmp_path / "full.jsonl"
-    run_batch(tiny_lm, prompts, PREF_A, PREF_B, full, max_new_tokens=6, seed=3, progress=False)
+    run_batch(tiny_lm, prompts, PREFS, full, settings=settings(seed=3), progress=False)
     lines = full.read_text().splitlines(keepends=True)
     killed = tmp_path / "killed.jsonl"
     killed.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # died writing record 4
     with pytest.raises(InputError, match="--resume"):
-        run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=6, seed=3, progress=False)
-    summary = run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=6, seed=3, progress=False,
-                        resume=True)
+        run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False)
+    summary = run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False, resume=True)
     assert summary["skipped"] == 3 and summary["written"] == 3
     resumed = read_records(killed)
     assert [_strip(r) for r in resumed] == [_strip(r) for r in read_records(full)]
     # resuming a finished file writes nothing and duplicates nothing
-    assert run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=6, seed=3, progress=False,
+    assert run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False,
                      resume=True)["written"] == 0
     assert len(read_records(killed)) == 6
-    # other settings cannot resume the file
+    # a spec added on resume is run for every prompt, the others are not repeated
+    added = run_batch(tiny_lm, prompts, PREFS, killed, specs="persona-judge,direct,direct[B]",
+                      settings=settings(seed=3), progress=False, resume=True)
+    assert added["written"] == 3 and len(read_records(killed)) == 9
+    # other settings or preferences cannot resume the file
     with pytest.raises(InputError, match="max_new_tokens"):
-        run_batch(tiny_lm, prompts, PREF_A, PREF_B, killed, max_new_tokens=7, seed=3, progress=False, resume=True)
+        run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(n=7, seed=3), progress=False, resume=True)
+    with pytest.raises(InputError, match="preferences"):
+        run_batch(tiny_lm, prompts, PREFS[::-1], killed, settings=settings(seed=3), progress=False, resume=True)
 
 
 def test_corrupt_middle_line_is_an_error(tmp_path):
@@ -143,9 +165,8 @@ def test_cli_batch_and_errors(tiny_folder, tmp_path, prompts_file, capsys):
             "--out", str(out), "--model", str(tiny_folder), "--max-new-tokens", "4", "--quiet"]
     assert main(args) == 0
     records = read_records(out)
-    from pjudge_core.presets import pair
-
     assert len(records) == 3 and records[0]["settings"]["preferences"] == list(pair("elementary + PhD"))
+    assert records[0]["settings"]["seed"] == record_seed(0, 0)  # batch runs default to seed 0
     assert main(args + ["--resume"]) == 0 and len(read_records(out)) == 3
 
     bad = tmp_path / "bad.jsonl"
@@ -163,15 +184,11 @@ def test_cli_batch_and_errors(tiny_folder, tmp_path, prompts_file, capsys):
 
 @pytest.mark.slow
 def test_bundled_batch_and_report_end_to_end(bundled_lm, tmp_path):
-    from pathlib import Path
-
-    from pjudge_core.report import write_report
-
-    koala = Path(__file__).resolve().parents[2] / "shared" / "data" / "koala_eval_50.json"
-    prompts = read_prompts(koala)[:2] if koala.is_file() else [{"id": "0", "prompt": "What is TCP/IP?"},
-                                                              {"id": "1", "prompt": "Why is the sky blue?"}]
+    koala = Path(__file__).resolve().parents[1] / "data" / "koala_eval_50.json"
+    prompts = read_prompts(koala)[:2]
     out = tmp_path / "bundled.jsonl"
-    run_batch(bundled_lm, prompts, "Be concise.", "Be friendly.", out, max_new_tokens=16, seed=0, progress=False)
+    run_batch(bundled_lm, prompts, ["Be concise.", "Be friendly."], out, settings=DecodeSettings(max_new_tokens=16, seed=0),
+              progress=False)
     records = read_records(out)
     assert len(records) == 4 and all(r["text"].strip() for r in records)
     result = write_report(out, [], out_md=tmp_path / "r.md", out_html=tmp_path / "r.html")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pjudge_core import direct_prompt, persona_judge
-from pjudge_core.reference import reference_persona_judge
+from pjudge_core import DecodeSettings, direct_prompt, persona_judge
+from pjudge_core.engine.reference import reference_persona_judge
 
 pytestmark = pytest.mark.slow
 QUERY = "Describe a sunset over the sea."
@@ -21,7 +21,7 @@ def test_persona_judge_writes_english_and_matches_the_reference(bundled_lm):
     assert len(result.steps) == 24 and result.text.strip()
     assert sum(c.isalpha() for c in result.text) > 40
     assert 0.5 < result.stats["acceptance_rate"] <= 1  # two compatible preferences agree mostly
-    slow = reference_persona_judge(bundled_lm, QUERY, A, B, max_new_tokens=24, seed=0)
+    slow = reference_persona_judge(bundled_lm, QUERY, [A, B], DecodeSettings(max_new_tokens=24, seed=0))
     assert [(s.token_id, s.decision, s.drafter) for s in result.steps] == slow
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_lm
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,15 +24,6 @@ def assert_one_line_error(out, message):
     assert len(errors) == 1 and message in errors[0], out.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    lm = make_tiny_lm()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def test_generate_prints_text_and_json_trace(tiny_folder):
     base = ["generate", "--model", tiny_folder, "--query", "Describe a sunset", "--pref-a", "Be concise.",
             "--pref-b", "Be imaginative.", "--seed", "3", "--max-new-tokens", "12"]
@@ -48,10 +37,26 @@ def test_generate_prints_text_and_json_trace(tiny_folder):
     assert direct["method"] == "direct" and direct["settings"]["greedy"] is True
 
 
+def test_generate_runs_any_spec_with_up_to_four_personas(tiny_folder):
+    out = cli("generate", "--model", tiny_folder, "--query", "Describe a sunset", "--pref", "Be concise.",
+              "--pref", "Be imaginative.", "--persona", "humour", "--spec", "fusion(alpha=0.5,weights=2:1:1)",
+              "--max-new-tokens", "6", "--seed", "1", "--repetition-penalty", "1.3", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["spec"] == "fusion(alpha=0.5,weights=2:1:1)" and data["settings"]["labels"] == ["A", "B", "C"]
+    assert data["settings"]["options"]["alpha"] == 0.5 and data["settings"]["repetition_penalty"] == 1.3
+    assert set(data["steps"][0]["persona_p"]) == {"A", "B", "C"}
+    official = json.loads(cli("generate", "--model", tiny_folder, "--query", "hi", "--preset", "vivid + creative",
+                              "--spec", "official", "--max-new-tokens", "12", "--json").stdout)
+    assert official["method"] == "official"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--query", " "], "query is empty"),
-    (["--lam", "0"], "--lam must be at least 1"),
-    (["--pref-b", ""], "two preferences"),
+    (["--lam", "0"], "λ (tokens drafted per block) must be at least 1"),
+    (["--spec", "fusion(beta=2)"], "fusion has no option 'beta'"),
+    (["--spec", "persona-judge-base", "--pref", "Be brief."], "exactly two preferences"),
+    (["--pref-b", ""], "at least two preferences"),
     (["--temperature", "0"], "Temperature"),
     (["--query", "word " * 600], "context"),
 ])

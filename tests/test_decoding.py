@@ -5,10 +5,16 @@ import dataclasses
 import json
 
 import pytest
-
 from conftest import make_tiny_lm
-from pjudge_core import InputError, direct_prompt, persona_judge, stream_persona_judge
-from pjudge_core.reference import reference_persona_judge
+
+from pjudge_core import (
+    DecodeSettings,
+    InputError,
+    direct_prompt,
+    persona_judge,
+    stream_persona_judge,
+)
+from pjudge_core.engine.reference import reference_persona_judge
 
 QUERY, A, B = "Describe a sunset", "Be concise.", "Be imaginative."
 
@@ -72,7 +78,7 @@ def test_text_equals_the_decoded_token_ids_and_the_step_texts(tiny_lm):
 def test_fast_decoder_matches_the_slow_reference_token_for_token(tiny_lm, greedy, alternate):
     kwargs = dict(max_new_tokens=70, lam=3, alternate=alternate, greedy=greedy, seed=11)
     fast = run(tiny_lm, **kwargs)
-    slow = reference_persona_judge(tiny_lm, QUERY, A, B, **kwargs)
+    slow = reference_persona_judge(tiny_lm, QUERY, [A, B], DecodeSettings(**kwargs))
     assert [(s.token_id, s.decision, s.drafter) for s in fast.steps] == slow
 
 
@@ -131,7 +137,7 @@ def test_result_is_json(tiny_lm):
     data = json.loads(json.dumps(run(tiny_lm).to_dict()))
     assert data["method"] == "persona-judge" and len(data["steps"]) == 60
     step = data["steps"][0]
-    for key in ("token_id", "text", "block", "drafter", "p", "q", "u", "decision",
+    for key in ("token_id", "text", "block", "drafter", "judge", "p", "q", "u", "decision",
                 "rejected_token_id", "rejected_p", "rejected_q"):
         assert key in step
 
@@ -148,21 +154,35 @@ def test_streaming_yields_the_same_steps_as_the_result(tiny_lm):
     assert seen == stream.result.token_ids == run(tiny_lm, max_new_tokens=30).token_ids
 
 
-def test_closing_a_stream_early_leaves_the_model_usable(tiny_lm):
-    stream = stream_persona_judge(tiny_lm, QUERY, A, B, seed=3, max_new_tokens=30)
-    for i, _ in enumerate(stream):
-        if i == 3:
-            break
-    stream.close()
+def test_closing_a_stream_stops_decoding_and_leaves_the_model_as_it_was(tiny_lm):
+    before = run(tiny_lm, max_new_tokens=30).token_ids
+    forwards = []
+    # The decoder stack runs in every forward (the CPU fast path projects its output itself).
+    hook = tiny_lm.model.get_decoder().register_forward_pre_hook(lambda module, args: forwards.append(1))
+    try:
+        stream = stream_persona_judge(tiny_lm, QUERY, A, B, seed=3, max_new_tokens=30)
+        for i, _ in enumerate(stream):
+            if i == 3:
+                break
+        stream.close()
+        used = len(forwards)
+        with pytest.raises(StopIteration):
+            next(stream)  # a closed stream yields nothing more ...
+        assert len(forwards) == used  # ... and runs no more forwards
+    finally:
+        hook.remove()
     assert stream.result is None
-    assert run(tiny_lm, max_new_tokens=30).token_ids == run(tiny_lm, max_new_tokens=30).token_ids
+    assert 0 < used < 30
+    # Nothing of the interrupted run (caches, positions, randomness) leaks into the next one.
+    assert run(tiny_lm, max_new_tokens=30).token_ids == before
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(lam=0), "λ"),
     (dict(lam=1.5), "λ"),
-    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=0), "Max new tokens"),
     (dict(temperature=0.0), "Temperature"),
+    (dict(beam_width=2), "Unknown decoding setting"),
 ])
 def test_bad_settings_raise_readable_errors(tiny_lm, kwargs, message):
     with pytest.raises(InputError, match=message):

@@ -1,9 +1,15 @@
-"""Algorithm 1 is exact: the first token of a block is distributed as the judge's warped
-distribution, i.e. as direct prompting with the judge's preference alone.
+"""The decoders sample from the distributions they claim, checked statistically.
 
-Chi-squared tests with fixed seeds (so the outcome is reproducible), and two checks that the
-test has power: it rejects the drafter's distribution, and it rejects the official code's bug of
-resampling from norm(max(0, q - p)).
+* Persona-judge (Algorithm 1) is exact: a block's tokens are distributed as the judge's processed
+  distribution, i.e. as direct prompting with the judge's preference alone; with three personas
+  the first block's judge is B, not A or C.
+* Fusion's first token is distributed as softmax(warp(fused logits)), computed here independently
+  from the model's raw logits, for α = 0 and α > 0.
+* With a repetition penalty, a later token follows the *penalised* judge distribution.
+
+Chi-squared tests with fixed seeds (so the outcome is reproducible), each with a check that the
+same test has power: it rejects the drafter's distribution, the official code's resampling bug,
+an unpenalised or unfused alternative.
 """
 
 import numpy as np
@@ -11,24 +17,43 @@ import pytest
 import torch
 from scipy.stats import chi2_contingency, chisquare
 
-import pjudge_core.sampling as sampling
-from pjudge_core import SamplingConfig, direct_prompt, persona_judge, prompt_ids
-from pjudge_core.sampling import warped_probs
+from pjudge_core import (
+    DecodeSettings,
+    direct_prompt,
+    generate,
+    persona_judge,
+    prompt_ids,
+)
 
-QUERY, A, B = "Describe a sunset", "Be concise.", "Be imaginative."
+QUERY, A, B, C = "Describe a sunset", "Be concise.", "Be imaginative.", "Be funny."
 N = 800
 ALPHA = 1e-3
+SAMPLING = DecodeSettings()  # the paper's warping: T 0.9, top-k 20, top-p 0.9
 
 
 def first_tokens(sample, seeds):
     return np.array([sample(seed).token_ids[0] for seed in seeds])
 
 
-def exact_first_token_distribution(lm, preference):
-    ids = torch.tensor([prompt_ids(lm.tokenizer, QUERY, [preference])])
+def raw_logits(lm, preferences, output=()):
+    ids = torch.tensor([prompt_ids(lm.tokenizer, QUERY, preferences) + list(output)])
     with torch.no_grad():
-        logits = lm.model(input_ids=ids).logits[:, -1, :]
-    return warped_probs(logits, SamplingConfig().processors())[0].numpy().astype(float)
+        return lm.model(input_ids=ids).logits[0, -1, :].float()
+
+
+def warp(logits, settings=SAMPLING):
+    """temperature, top-k, top-p by hand (not through the engine's Warping), then softmax."""
+    logits = logits / settings.temperature
+    kth = torch.topk(logits, settings.top_k).values[-1]
+    logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, -1)
+    order = torch.argsort(probs, descending=True)
+    cumulative = torch.cumsum(probs[order], 0)
+    keep = cumulative - probs[order] < settings.top_p  # the smallest set holding top_p of the mass
+    mask = torch.zeros_like(probs, dtype=torch.bool)
+    mask[order[keep]] = True
+    probs = probs.masked_fill(~mask, 0)
+    return (probs / probs.sum()).numpy().astype(float)
 
 
 def goodness_of_fit(tokens, probs):
@@ -44,6 +69,12 @@ def goodness_of_fit(tokens, probs):
     return chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue
 
 
+def total_variation(p, q):
+    return 0.5 * np.abs(p - q).sum()
+
+
+# --------------------------------------------------------------------------- Persona-judge, two personas
+
 @pytest.fixture(scope="module")
 def samples(tiny_lm):
     pj = first_tokens(lambda s: persona_judge(tiny_lm, QUERY, A, B, max_new_tokens=1, seed=s), range(N))
@@ -53,7 +84,7 @@ def samples(tiny_lm):
 
 def test_first_token_follows_the_judges_distribution(tiny_lm, samples):
     pj, _ = samples
-    assert goodness_of_fit(pj, exact_first_token_distribution(tiny_lm, B)) > ALPHA
+    assert goodness_of_fit(pj, warp(raw_logits(tiny_lm, [B]))) > ALPHA
 
 
 def test_first_token_distribution_equals_direct_prompting_with_the_judges_preference(samples):
@@ -65,16 +96,70 @@ def test_first_token_distribution_equals_direct_prompting_with_the_judges_prefer
 
 def test_the_test_has_power_against_the_drafters_distribution(tiny_lm, samples):
     pj, _ = samples
-    p_a, p_b = exact_first_token_distribution(tiny_lm, A), exact_first_token_distribution(tiny_lm, B)
-    assert 0.5 * np.abs(p_a - p_b).sum() > 0.2  # the two preferences really differ in this model
+    p_a, p_b = warp(raw_logits(tiny_lm, [A])), warp(raw_logits(tiny_lm, [B]))
+    assert total_variation(p_a, p_b) > 0.2  # the two preferences really differ in this model
     assert goodness_of_fit(pj, p_a) < ALPHA
 
 
-def test_the_test_catches_resampling_from_the_drafts_excess(tiny_lm, monkeypatch):
-    def official_bug(p, q):
-        residual = torch.clamp(q - p, min=0)
-        return residual / residual.sum() if residual.sum() > 0 else p
+def test_the_test_catches_the_official_codes_resampling_rule(tiny_lm):
+    """The official code resamples from the draft's excess whenever rounding makes sum(p - q) <= 0."""
+    official = first_tokens(lambda s: generate(tiny_lm, "official", QUERY, [A, B],
+                                               SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
+    assert goodness_of_fit(official, warp(raw_logits(tiny_lm, [B]))) < ALPHA
 
-    monkeypatch.setattr(sampling, "residual_distribution", official_bug)
-    buggy = first_tokens(lambda s: persona_judge(tiny_lm, QUERY, A, B, max_new_tokens=1, seed=s), range(N))
-    assert goodness_of_fit(buggy, exact_first_token_distribution(tiny_lm, B)) < ALPHA
+
+# --------------------------------------------------------------------------- three personas
+
+def test_with_three_personas_the_first_block_is_judged_by_b_not_a_or_c(tiny_lm):
+    three = first_tokens(lambda s: generate(tiny_lm, "persona-judge", QUERY, [A, B, C],
+                                            SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
+    p = {label: warp(raw_logits(tiny_lm, [text])) for label, text in zip("ABC", (A, B, C))}
+    assert goodness_of_fit(three, p["B"]) > ALPHA
+    for other in "AC":  # power: the test tells B from the drafter A and from the third persona C
+        assert total_variation(p[other], p["B"]) > 0.2
+        assert goodness_of_fit(three, p[other]) < ALPHA
+
+
+# --------------------------------------------------------------------------- fusion
+
+@pytest.mark.parametrize("alpha, weights", [(0.0, None), (0.0, [3.0, 1.0]), (1.0, None)])
+def test_fusions_first_token_follows_the_fused_distribution(tiny_lm, alpha, weights):
+    fused_tokens = first_tokens(
+        lambda s: generate(tiny_lm, "fusion", QUERY, [A, B], SAMPLING.replace(max_new_tokens=1, seed=s),
+                           alpha=alpha, weights=weights), range(N))
+    w = np.array(weights or [1.0, 1.0])
+    w = w / w.sum()
+    mixed = w[0] * raw_logits(tiny_lm, [A]) + w[1] * raw_logits(tiny_lm, [B])
+    base = raw_logits(tiny_lm, [])
+    expected = warp(base + (1 + alpha) * (mixed - base))
+    assert goodness_of_fit(fused_tokens, expected) > ALPHA
+    # Power: not the average of the two personas' distributions (a mixture, not a fusion) ...
+    mixture = 0.5 * warp(raw_logits(tiny_lm, [A])) + 0.5 * warp(raw_logits(tiny_lm, [B]))
+    assert total_variation(mixture, expected) > 0.2
+    assert goodness_of_fit(fused_tokens, mixture) < ALPHA
+    if alpha > 0:  # ... and the contrast really changes the plain fusion
+        plain = warp(mixed)
+        assert total_variation(plain, expected) > 0.2
+        assert goodness_of_fit(fused_tokens, plain) < ALPHA
+
+
+# --------------------------------------------------------------------------- repetition penalty
+
+def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(repetitive_lm):
+    """Persona-judge-Base (B judges every block): given the first token x, the second token is
+    distributed as B's distribution with x penalised. Runs whose first token is the most common
+    one are kept; the test checks the penalised distribution and rejects the unpenalised one."""
+    lm, penalty = repetitive_lm, 1.5
+    settings = SAMPLING.replace(max_new_tokens=2, lam=2, alternate=False, repetition_penalty=penalty)
+    runs = [generate(lm, "persona-judge", QUERY, [A, B], settings.replace(seed=s)) for s in range(N)]
+    firsts = np.array([r.token_ids[0] for r in runs])
+    x = int(np.bincount(firsts).argmax())
+    seconds = np.array([r.token_ids[1] for r in runs if r.token_ids[0] == x])
+    assert len(seconds) > 250
+    logits = raw_logits(lm, [B], output=[x])
+    penalised = logits.clone()
+    penalised[x] = penalised[x] / penalty if penalised[x] > 0 else penalised[x] * penalty
+    expected, unpenalised = warp(penalised), warp(logits)
+    assert goodness_of_fit(seconds, expected) > ALPHA
+    assert total_variation(expected, unpenalised) > 0.2
+    assert goodness_of_fit(seconds, unpenalised) < ALPHA

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-
-import pjudge_core.loading as loading
 from conftest import make_tiny_lm
+
+import pjudge_core.engine.loading as loading
 from pjudge_core import ModelLoadError, load_model, persona_judge
 
 

@@ -53,22 +53,31 @@ def _write(tmp_path, personas=None, pairs=None, models=None, queries=None):
 
 
 def test_custom_folder_and_adding_an_entry(tmp_path):
-    _write(tmp_path, pairs={"x + y": {"a": "x", "b": "y"}}, models=[{"id": "m"}], queries=["hi"])
-    assert P.pair("x + y", dir=tmp_path) == ("be x", "be y")
-    assert P.model_presets(dir=tmp_path)[0].label == "m"
+    _write(tmp_path, pairs={"x + y": {"a": "x", "b": "y"}}, models=[{"id": "m", "settings": {"repetition_penalty": 1.2}}],
+           queries=["hi"])
+    assert P.pair("x + y", directory=tmp_path) == ("be x", "be y")
+    model = P.model_presets(directory=tmp_path)[0]
+    assert model.name == "m" and model.decode_settings().repetition_penalty == 1.2
 
 
 @pytest.mark.parametrize("kwargs, expected", [
-    ({"pairs": {"x + z": {"a": "x", "b": "z"}}}, r"pairs.json, pair 'x \+ z': 'b' names the unknown persona 'z'"),
-    ({"personas": {"x": {"txt": "oops"}}}, r"personas.json, persona 'x': 'text' must be a non-empty string"),
-    ({"personas": {"x": "just a string"}}, r"persona 'x' must be an object"),
+    ({"pairs": {"x + z": {"a": "x", "b": "z"}}}, r"pairs.json, pair 'x \+ z', field 'b': names the unknown persona 'z'"),
+    ({"personas": {"x": {"txt": "oops"}}}, r"personas.json, persona 'x', field 'txt': is not a known field"),
+    ({"personas": {"x": {"group": "g"}}}, r"personas.json, persona 'x', field 'text': is missing"),
+    ({"personas": {"x": {"text": "  "}}}, r"personas.json, persona 'x', field 'text': must not be empty"),
+    ({"personas": {"x": "just a string"}}, r"personas.json, persona 'x': .*valid dictionary"),
+    ({"personas": {}}, r"personas.json, field 'personas'"),
     ({"models": [{"id": "m"}, {"id": "m"}]}, r"models.json, entry 2: model 'm' is listed twice"),
-    ({"queries": ["ok", ""]}, r"queries.json, entry 2"),
+    ({"models": [{"id": "m", "sise": "1B"}]}, r"models.json, entry 1, field 'sise': is not a known field"),
+    ({"models": [{"id": "m", "settings": {"top_p": 3}}]}, r"models.json, entry 1, field 'settings': Top-p must be in"),
+    ({"models": [{"id": "m", "settings": {"beams": 3}}]}, r"models.json, entry 1, field 'settings': Unknown decoding setting 'beams'"),
+    ({"queries": ["ok", ""]}, r"queries.json, entry 2: must not be empty"),
 ])
-def test_validation_errors_are_readable(tmp_path, kwargs, expected):
+def test_validation_errors_name_the_file_the_entry_and_the_field(tmp_path, kwargs, expected):
     _write(tmp_path, **kwargs)
-    with pytest.raises(InputError, match=expected):
+    with pytest.raises(InputError, match=expected) as info:
         P.load_presets(tmp_path)
+    assert "\n" not in str(info.value)
 
 
 def test_invalid_json_names_file_and_line(tmp_path):

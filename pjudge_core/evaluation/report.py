@@ -1,6 +1,6 @@
 """A comparison report of a batch run: one Markdown table and one plotly HTML figure.
 
-Per method: responses, mean length (words and new tokens), tokens/s (all tokens over all
+Per run spec: responses, mean length (words and new tokens), tokens/s (all tokens over all
 seconds), Persona-judge's acceptance rate (mean over responses), share stopped by end-of-sequence;
 plus any score files written by ``eval rm --out`` / ``eval judge --out`` / ``eval align-acc --out``.
 """
@@ -11,20 +11,25 @@ import json
 import os
 from pathlib import Path
 
-from .errors import InputError
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..errors import InputError
+from .records import load_records, spec_key, specs_in
 
 
 def summarize(records: list[dict]) -> dict:
-    """{method: {n, mean_words, mean_chars, mean_new_tokens, tokens_per_s, acceptance_rate, eos_share}}."""
+    """{spec: {label, n, mean_words, mean_chars, mean_new_tokens, tokens_per_s, acceptance_rate, eos_share}}."""
     out: dict[str, dict] = {}
-    for method in dict.fromkeys(r["method"] for r in records):
-        recs = [r for r in records if r["method"] == method]
+    for spec in specs_in(records):
+        recs = [r for r in records if spec_key(r) == spec]
         stats = [r.get("stats") or {} for r in recs]
         tokens = sum(s.get("new_tokens") or 0 for s in stats)
         seconds = sum(s.get("seconds") or 0.0 for s in stats)
         rates = [s["acceptance_rate"] for s in stats if s.get("acceptance_rate") is not None]
         n = len(recs)
-        out[method] = {
+        out[spec] = {
+            "label": recs[0].get("spec_label") or spec,
             "n": n,
             "mean_words": sum(len(r["text"].split()) for r in recs) / n,
             "mean_chars": sum(len(r["text"]) for r in recs) / n,
@@ -66,8 +71,8 @@ def _interval(d: dict, digits=3) -> str:
 
 
 def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
-    lines = [f"# Persona-judge vs direct prompting{f' — {source}' if source else ''}", ""]
-    cols = ["method", "responses", "mean words", "mean new tokens", "tokens/s", "acceptance rate", "stopped at EOS"]
+    lines = [f"# Run comparison{f' — {source}' if source else ''}", ""]
+    cols = ["run spec", "responses", "mean words", "mean new tokens", "tokens/s", "acceptance rate", "stopped at EOS"]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for m, s in summary.items():
         lines.append(f"| {m} | {s['n']} | {_f(s['mean_words'], 1)} | {_f(s['mean_new_tokens'], 1)} | "
@@ -75,8 +80,8 @@ def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
     for sc in scores:
         lines.append("")
         if sc["kind"] == "rm":
-            lines += [f"## Reward: {sc['metric']}", "", "| method | n | mean reward [95% CI] |", "|---|---|---|"]
-            for m, d in sc["by_method"].items():
+            lines += [f"## Reward: {sc['metric']}", "", "| run spec | n | mean reward [95% CI] |", "|---|---|---|"]
+            for m, d in sc["by_spec"].items():
                 lines.append(f"| {m} | {d['n']} | {_interval(d)} |")
             if sc.get("paired"):
                 p = sc["paired"]
@@ -95,17 +100,14 @@ def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
 
 
 def figure(summary: dict, scores: list[dict]):
-    """A plotly figure: one panel per metric, one bar per method (95% intervals where known)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
+    """A plotly figure: one panel per metric, one bar per run spec (95% intervals where known)."""
     panels = [("mean words", {m: (s["mean_words"], None) for m, s in summary.items()}),
               ("tokens/s", {m: (s["tokens_per_s"], None) for m, s in summary.items()}),
               ("acceptance rate", {m: (s["acceptance_rate"], None) for m, s in summary.items()
                                    if s["acceptance_rate"] is not None})]
     for sc in scores:
         if sc["kind"] == "rm":
-            panels.append((sc["metric"], {m: (d["mean"], d) for m, d in sc["by_method"].items()}))
+            panels.append((sc["metric"], {m: (d["mean"], d) for m, d in sc["by_spec"].items()}))
         elif sc["kind"] == "judge":
             panels.append((f"{sc['a']} vs {sc['b']} ({sc['judge']})",
                            {k: (sc[k]["rate"], {"mean": sc[k]["rate"], "low": sc[k]["low"], "high": sc[k]["high"]})
@@ -126,13 +128,11 @@ def figure(summary: dict, scores: list[dict]):
         fig.add_trace(go.Bar(x=names, y=ys, error_y=err, showlegend=False,
                              marker_color=[palette.get(n, "#495057") for n in names]),
                       row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(height=360 * rows, title="Persona-judge vs direct prompting", template="plotly_white")
+    fig.update_layout(height=360 * rows, title="Run comparison", template="plotly_white")
     return fig
 
 
 def write_report(records_path, score_paths=(), out_md=None, out_html=None) -> dict:
-    from .evaluation import load_records
-
     records = load_records(records_path)
     summary = summarize(records)
     scores = load_scores(score_paths)

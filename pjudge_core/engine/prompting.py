@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import InputError
+from ..errors import InputError
 
 _SENTINEL = "\x00pjudge-system-probe\x00"
 PLAIN_TEMPLATE = "{preference}\n\nUser: {query}\nAssistant:"

@@ -7,22 +7,12 @@ Every piece of model output and every attribute value goes through `esc` (``html
 from __future__ import annotations
 
 import html
-import json
 import math
-import tempfile
-import time
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-from .trace import Result, Step
+from ..engine.trace import Step
 
 DECISIONS = ("accepted", "resampled", "bonus", "sampled")
-DECISION_WORDS = {
-    "accepted": "accepted — the judge agreed with the draft",
-    "resampled": "resampled — the judge rejected the draft and picked this token instead",
-    "bonus": "bonus — the judge added one token after a fully accepted block",
-    "sampled": "sampled (direct prompting)",
-}
 
 
 def esc(value) -> str:
@@ -197,37 +187,3 @@ def message_html(text: str, kind: str = "info") -> str:
     kind = kind if kind in ("info", "error", "ok") else "info"
     role = ' role="alert"' if kind == "error" else ""
     return f'<div class="pj-msg pj-msg-{kind}"{role}>{esc(text)}</div>'
-
-
-def run_record(pj: Result | None, direct: Result | None, extra: dict | None = None) -> dict:
-    """Everything about a run as plain JSON-able data: both texts, settings and the full trace."""
-    return {
-        "app": "Persona-judge Studio",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **(extra or {}),
-        "persona_judge": pj.to_dict() if pj else None,
-        "direct": direct.to_dict() if direct else None,
-    }
-
-
-def write_record(record: dict, directory: str | Path | None = None) -> str:
-    """Write a run record to a new temporary ``.json`` file and return its path."""
-    directory = Path(directory or tempfile.gettempdir()) / "pjudge-runs"
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="persona-judge-run-", dir=directory,
-                                     delete=False, encoding="utf-8") as fh:
-        json.dump(record, fh, ensure_ascii=False, indent=1, default=_json_default)
-        return fh.name
-
-
-def _json_default(value):
-    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-        return None
-    return str(value)
-
-
-def steps_summary(steps: Iterable[Step]) -> dict[str, int]:
-    counts = {d: 0 for d in DECISIONS}
-    for s in steps:
-        counts[s.decision] = counts.get(s.decision, 0) + 1
-    return counts

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .trace import Step
+from ..engine.trace import Step
 
 COLORS = {"accepted": "#2e9e5b", "resampled": "#d9534f", "bonus": "#3b7dd8", "sampled": "#888888"}
 DRAFTER_COLORS = {"A": "#e08a00", "B": "#8a4fd8"}

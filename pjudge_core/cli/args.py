@@ -1,0 +1,96 @@
+"""Arguments shared by the subcommands, and turning them into library objects.
+
+Decoding flags default to None, so `DecodeSettings.from_inputs` fills in the library's defaults:
+a default is written once, in `DecodeSettings`, and the help text reads it from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from tqdm import tqdm
+
+from ..engine.loading import BUNDLED, QUANTIZE_CHOICES, load_model
+from ..engine.settings import DecodeSettings
+from ..errors import InputError
+from ..presets import pair, persona_text
+
+DEFAULTS = {f.name: f.default for f in fields(DecodeSettings)}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=BUNDLED,
+                        help="'bundled' (offline SmolLM2-135M-Instruct), a hub id, a folder or a .gguf file")
+    parser.add_argument("--quantize", choices=[q for q in QUANTIZE_CHOICES if q], default=None,
+                        help="bitsandbytes quantization")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, float32 on CPU), float32, bfloat16, float16")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code to run")
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = None) -> None:
+    """One flag per `DecodeSettings` field. `seed` overrides the library's default (batch runs use 0)."""
+    d = DEFAULTS
+    parser.add_argument("--max-new-tokens", type=int, help=f"(default {d['max_new_tokens']})")
+    parser.add_argument("--lam", type=int, help=f"tokens drafted per block, λ (default {d['lam']})")
+    parser.add_argument("--fixed-roles", dest="alternate", action="store_const", const=False,
+                        help="A always drafts, B always judges (Persona-judge-Base)")
+    parser.add_argument("--greedy", action="store_const", const=True, help="deterministic decoding (see README)")
+    parser.add_argument("--temperature", type=float, help=f"(default {d['temperature']})")
+    parser.add_argument("--top-k", type=int, help=f"0 turns top-k off (default {d['top_k']})")
+    parser.add_argument("--top-p", type=float, help=f"1.0 turns top-p off (default {d['top_p']})")
+    parser.add_argument("--repetition-penalty", type=float,
+                        help=f"on the generated output only; 1.0 is off (default {d['repetition_penalty']})")
+    parser.add_argument("--no-repeat-ngram-size", type=int,
+                        help=f"ban repeating any n-gram of the output; 0 is off (default {d['no_repeat_ngram_size']})")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help=f"(default {'random' if seed is None else seed})")
+
+
+def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
+    return DecodeSettings.from_inputs(**{name: getattr(args, name, None) for name in DEFAULTS})
+
+
+def add_preference_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pref", action="append", default=[], metavar="TEXT",
+                        help="a preference text; repeat for personas A, B, C, D in order")
+    parser.add_argument("--pref-a", default=None, help="preference A (drafts the first block)")
+    parser.add_argument("--pref-b", default=None, help="preference B (judges the first block)")
+    parser.add_argument("--persona", action="append", default=[], metavar="NAME",
+                        help="a persona preset by name (presets/personas.json); repeatable")
+    parser.add_argument("--preset", default=None, help="a ready-made preference pair (presets/pairs.json)")
+
+
+def preferences_from_args(args: argparse.Namespace) -> list[str]:
+    """The preference texts, in order: --pref-a/--pref-b, then --pref, then --persona presets, or --preset."""
+    texts = [t for t in (args.pref_a, args.pref_b) if t is not None and t.strip()] + list(args.pref)
+    texts += [persona_text(name) for name in args.persona]
+    if args.preset:
+        if texts:
+            raise InputError("Pass either --preset or preference texts (--pref-a/--pref-b/--pref/--persona), not both.")
+        texts = list(pair(args.preset))
+    if any(not t.strip() for t in texts):
+        raise InputError("A preference passed with --pref is empty.")
+    return texts
+
+
+def load_from_args(args: argparse.Namespace):
+    return load_model(args.model, quantize=args.quantize, device=args.device, dtype=args.dtype,
+                      trust_remote_code=args.trust_remote_code)
+
+
+def progress_bar(label: str):
+    """A tqdm bar on stderr, driven by (done, total) callbacks."""
+    state = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=label, file=sys.stderr, dynamic_ncols=True)
+        bar = state["bar"]
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update

@@ -1,0 +1,60 @@
+"""`python -m pjudge_core batch`: many prompts x several run specs into a resumable JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..engine.specs import parse_specs
+from ..errors import InputError
+from ..evaluation.batch import DEFAULT_SPECS, run_batch
+from ..evaluation.records import read_prompts
+from .args import (
+    add_decode_arguments,
+    add_model_arguments,
+    add_preference_arguments,
+    load_from_args,
+    preferences_from_args,
+    settings_from_args,
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    preferences = preferences_from_args(args)
+    if not preferences:
+        raise InputError("Batch generation needs preferences: pass --pref-a and --pref-b (or --pref, --persona), "
+                         "or --preset NAME.")
+    specs = parse_specs(args.specs)
+    settings = settings_from_args(args)
+    for spec in specs:
+        spec.check(preferences, settings)  # fail before a slow load
+    prompts = read_prompts(args.prompts)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise InputError("--limit must be at least 1.")
+        prompts = prompts[:args.limit]
+    lm = load_from_args(args)
+    print(f"{len(prompts)} prompts x {len(specs)} run specs on {lm.describe()}", file=sys.stderr)
+    summary = run_batch(lm, prompts, preferences, args.out, specs=specs, settings=settings, resume=args.resume,
+                        overwrite=args.overwrite, trace=args.trace, progress=not args.quiet)
+    print(f"wrote {summary['written']} records to {summary['out']} ({summary['skipped']} already there) "
+          f"in {summary['seconds']:.1f} s", file=sys.stderr)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("batch", help="generate many prompts with several run specs into a resumable JSONL file")
+    p.add_argument("--prompts", required=True, help="JSON list [{id, prompt}], JSONL, or one prompt per line")
+    p.add_argument("--specs", "--methods", dest="specs", default=DEFAULT_SPECS,
+                   help="comma-separated run specs, e.g. 'persona-judge,persona-judge-base,direct,direct[A],"
+                        "fusion(alpha=0.5)' (see README)")
+    p.add_argument("--out", required=True, help="output JSONL, one record per (prompt id, run spec)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    p.add_argument("--resume", action="store_true", help="skip the records already in --out")
+    p.add_argument("--overwrite", action="store_true", help="start --out afresh")
+    p.add_argument("--trace", action="store_true", help="keep the per-token trace ('steps') in each record")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_preference_arguments(p)
+    add_model_arguments(p)
+    add_decode_arguments(p, seed=0)
+    p.set_defaults(func=run)

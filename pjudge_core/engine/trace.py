@@ -1,0 +1,215 @@
+"""What a run decided, token by token, and the statistics derived from it.
+
+A `Step` is one emitted token. Personas are labelled "A", "B", "C", "D" in the order given.
+  * Persona-judge (and the official-code behaviour): which persona drafted the token's block
+    (`drafter`) and which judged it (`judge`), the judge's probability p and the draft's
+    probability q of the emitted token (both after the same processing; q is None for a bonus
+    token, which no draft proposed), the uniform u of the acceptance test, and the decision
+    ("accepted", "resampled", "bonus"). A resampled step also records the rejected draft.
+  * Direct prompting: p = q = the probability of the token, decision "sampled".
+  * Fusion: p = the fused distribution's probability of the token, `persona_p` = each persona's
+    own probability of it under the same processing, decision "fused".
+Everything is plain data: `Result.to_dict()` is JSON.
+
+`Recorder` turns decisions into Steps (incremental detokenisation, timing, stop reason) and builds
+the `Result`; `Stream` is what every `stream_*` function returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .sampling import JudgedToken
+
+DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
+
+
+@dataclass
+class Step:
+    index: int
+    token_id: int
+    text: str
+    p: float
+    q: float | None  # None for a bonus token: no draft distribution exists at that position
+    decision: str  # one of DECISIONS
+    block: int = 0
+    drafter: str | None = None  # persona label; None unless Persona-judge
+    judge: str | None = None
+    u: float | None = None
+    rejected_token_id: int | None = None
+    rejected_text: str | None = None
+    rejected_p: float | None = None
+    rejected_q: float | None = None
+    persona_p: dict[str, float] | None = None  # fusion: each persona's probability of the token
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    method: str  # "persona-judge" | "direct" | "fusion" | "official"
+    text: str
+    token_ids: list[int]
+    steps: list[Step]
+    stats: dict
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "text": self.text,
+            "token_ids": list(self.token_ids),
+            "settings": dict(self.settings),
+            "stats": dict(self.stats),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+def _rate(steps: list[Step]) -> float | None:
+    """Share of judged drafts that were accepted (bonus tokens are not drafts)."""
+    judged = [s for s in steps if s.decision in ("accepted", "resampled")]
+    if not judged:
+        return None
+    return sum(s.decision == "accepted" for s in judged) / len(judged)
+
+
+def run_stats(steps: list[Step], *, seconds: float, forward_passes: int, prompt_tokens: list[int],
+              stopped_by: str, labels: list[str] = ()) -> dict:
+    stats = {
+        "new_tokens": len(steps),
+        "seconds": seconds,
+        "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
+        "forward_passes": forward_passes,
+        "prompt_tokens": prompt_tokens,
+        "stopped_by": stopped_by,  # "eos" | "max_new_tokens"
+    }
+    if any(s.drafter for s in steps):
+        drafters = [label for label in labels if any(s.drafter == label for s in steps)]
+        stats.update(
+            blocks=len({s.block for s in steps}),
+            acceptance_rate=_rate(steps),
+            acceptance_rate_by_drafter={d: _rate([s for s in steps if s.drafter == d]) for d in drafters},
+            decisions={d: sum(s.decision == d for s in steps) for d in ("accepted", "resampled", "bonus")},
+        )
+    return stats
+
+
+class IncrementalDetokenizer:
+    """Text of each new token, holding back incomplete UTF-8 sequences (prefix/read offsets)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        prefix = self._decode(self.ids[self.prefix_offset:self.read_offset])
+        text = self._decode(self.ids[self.prefix_offset:])
+        if len(text) > len(prefix) and not text.endswith("\ufffd"):
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            return text[len(prefix):]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever push() held back (an unfinished character at the very end)."""
+        prefix = self._decode(self.ids[self.prefix_offset:self.read_offset])
+        return self._decode(self.ids[self.prefix_offset:])[len(prefix):]
+
+
+class Stream:
+    """Iterate to get Steps as they are decided; `.result` is set when the run has finished.
+
+    `close()` stops the run where it is (the generator's cleanup runs; no more forwards).
+    """
+
+    def __init__(self, steps: Iterator[Step], method: str = "", settings: dict | None = None):
+        self._steps = steps
+        self.method = method
+        self.settings = settings or {}
+        self.result: Result | None = None
+
+    def __iter__(self) -> Iterator[Step]:
+        self.result = yield from self._steps
+
+    def __next__(self) -> Step:
+        """One step (for interleaving several streams); StopIteration sets `.result`."""
+        try:
+            return next(self._steps)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise
+
+    def close(self) -> None:
+        self._steps.close()
+
+    def run(self) -> Result:
+        for _ in self:
+            pass
+        return self.result
+
+
+class Recorder:
+    """Bookkeeping shared by every method: steps, token text, timing, stop reason, the Result."""
+
+    def __init__(self, lm, method: str, settings: dict, labels: list[str], ignore_eos: bool = False):
+        self.lm = lm
+        self.method = method
+        self.settings = settings
+        self.labels = labels
+        self.ignore_eos = ignore_eos
+        self.detok = IncrementalDetokenizer(lm.tokenizer)
+        self.steps: list[Step] = []
+        self.started = time.perf_counter()
+
+    def step(self, p: torch.Tensor, q: torch.Tensor | None, judged: JudgedToken, **fields) -> Step:
+        token = judged.token_id
+        step = Step(
+            index=len(self.steps),
+            token_id=token,
+            text=self.detok.push(token),
+            p=float(p[token]),
+            q=None if q is None else float(q[token]),
+            decision=judged.decision,
+            u=None if judged.u is None else float(judged.u),
+            **fields,
+        )
+        if judged.rejected_token_id is not None:
+            rejected = judged.rejected_token_id
+            step.rejected_token_id = rejected
+            step.rejected_text = self.lm.tokenizer.decode([rejected])
+            step.rejected_p = float(p[rejected])
+            step.rejected_q = float(q[rejected])
+        self.steps.append(step)
+        return step
+
+    def is_eos(self, token_id: int) -> bool:
+        return not self.ignore_eos and token_id in self.lm.eos_token_ids
+
+    def finished(self, output: list[int], max_new_tokens: int) -> bool:
+        return len(output) >= max_new_tokens or bool(output and self.is_eos(output[-1]))
+
+    def result(self, forward_passes: int, prompts: list[list[int]]) -> Result:
+        ids = [s.token_id for s in self.steps]
+        last = ids[-1] if ids else None
+        stats = run_stats(
+            self.steps,
+            seconds=time.perf_counter() - self.started,
+            forward_passes=forward_passes,
+            prompt_tokens=[len(p) for p in prompts],
+            stopped_by="eos" if last is not None and self.is_eos(last) else "max_new_tokens",
+            labels=self.labels,
+        )
+        if self.steps:
+            self.steps[-1].text += self.detok.flush()
+        text = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+        return Result(self.method, text, ids, self.steps, stats, self.settings)
