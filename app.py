@@ -1,17 +1,15 @@
-"""Persona-judge Studio: a Gradio app on top of `pjudge_core`.
+"""Persona-judge Studio: the Gradio app. This file only builds the page and wires its events to
+the handlers in `pjudge_core.ui.handlers` (testable without a browser).
 
     python app.py                  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
 
-Nothing is loaded at import. The model loads on the first Load or Run and is cached once per
-process (`MODELS`, keyed by (name, quantize), guarded by a lock); run results are per user
-(`gr.State`). Tests can put a preloaded model in the cache with `register_model(name, lm)`.
+Nothing is loaded at import: the model loads on the first Load or Run and is shared by every
+visitor; results are per visitor. Tests put preloaded models in with `register_model`.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 try:  # Hugging Face ZeroGPU: must be imported before CUDA is touched
@@ -24,328 +22,146 @@ except Exception:  # not on Spaces
 
 import gradio as gr
 
-from pjudge_core import (
-    BUNDLED,
-    DecodeSettings,
-    LoadedModel,
-    PJudgeError,
-    load_model,
-    stream_generate,
-)
+from pjudge_core import DecodeSettings, LoadedModel
 from pjudge_core import presets as P
-from pjudge_core.evaluation.alignment import judge_capacity
-from pjudge_core.ui import charts, records, render
+from pjudge_core.ui import lab, render
+from pjudge_core.ui.fields import raw
+from pjudge_core.ui.handlers import MAX_PERSONAS, Studio
+from pjudge_core.ui.models import ModelHolder, default_model, first_run, model_choices
 
 HERE = Path(__file__).resolve().parent
 CSS_PATH = HERE / "assets" / "style.css"
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
-UPDATE_EVERY_S = 0.25  # at most ~4 UI updates per second while streaming (plus the first and last)
-CONCURRENCY_ID = "model"
+CONCURRENCY_ID = "model"  # every event that uses the model shares one queue slot
+MODELS = ModelHolder()
+STUDIO = Studio(MODELS)
 
 INTRO = """
 # Persona-judge Studio
-Two **preferences** (personas) steer one answer, with no training. The same model is prompted twice:
-once with preference **A**, once with **B**. In each block of λ tokens one persona *drafts* and the
-other *judges*: a drafted token is kept when the judge finds it likely enough (u ≤ p/q), otherwise the
-judge picks its own token. Roles swap every block, so the answer has to satisfy both.
-Alongside it, the usual baseline: both preferences written into a single prompt ("direct prompting").
+Two to four **preferences** (personas) steer one answer, with no training. The same model is prompted
+once per persona. In each block of λ tokens one persona *drafts* and the next *judges*: a drafted token
+is kept when the judge finds it likely enough (u ≤ p/q), otherwise the judge picks its own token. Roles
+rotate every block, so the answer has to satisfy every persona. Tick other methods to watch them decode
+side by side with the same seed: direct prompting (all preferences in one prompt), each persona alone,
+logit fusion, and what the paper's official code actually does.
 """
 
 
-# --------------------------------------------------------------------------- model holder
-class ModelHolder:
-    """One loaded model per process (a model is shared, not per-user data)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.key: tuple[str, str | None] | None = None
-        self.lm: LoadedModel | None = None
-        self.registered: dict[str, LoadedModel] = {}
-
-    def register(self, name: str, lm: LoadedModel) -> None:
-        with self.lock:
-            self.registered[name] = lm
-
-    def current(self) -> LoadedModel | None:
-        return self.lm
-
-    def get(self, name: str, quantize: str | None = None) -> LoadedModel:
-        name = (name or "").strip() or BUNDLED
-        with self.lock:
-            if name in self.registered:
-                self.key, self.lm = (name, None), self.registered[name]
-                return self.lm
-            if self.key == (name, quantize) and self.lm is not None:
-                return self.lm
-            self.lm, self.key = None, None  # free the old weights before loading new ones
-            lm = load_model(name, quantize=quantize)
-            warm_up(lm)
-            self.key, self.lm = (name, quantize), lm
-            return lm
-
-
-MODELS = ModelHolder()
-
-
-def warm_up(lm: LoadedModel) -> None:
-    """One tiny run right after loading, so the first real Run shows its first token quickly
-    (the first forwards of a fresh model are several times slower: allocator, kernels)."""
-    try:
-        stream_generate(lm, "persona-judge", "Hi", ["Be brief.", "Be kind."],
-                        DecodeSettings(max_new_tokens=6, lam=2, greedy=True)).run()
-    except Exception:  # a warm-up must never break loading
-        pass
-
-
 def register_model(name: str, lm: LoadedModel) -> None:
-    """Make a preloaded model selectable by `name` (tests use a tiny model this way)."""
+    """Make a preloaded model selectable by `name` (tests use tiny models this way)."""
     MODELS.register(name, lm)
 
 
-def default_model() -> str:
-    if ON_SPACES:
-        for m in P.model_presets():
-            if m.spaces_default:
-                return m.id
-    return BUNDLED
+def default_model_id() -> str:
+    return default_model(ON_SPACES)
 
 
-def model_choices() -> list[tuple[str, str]]:
-    out = []
-    for m in P.model_presets():
-        label = m.label if m.label != m.id else m.id
-        out.append((f"{label}  ·  {m.size}" if m.size else label, m.id))
-    return out
+def persona_column(label: str, names: list[str], value: str, visible: bool = True):
+    """A preset dropdown and an editable preference text for one persona."""
+    with gr.Column(scale=5, visible=visible, min_width=240) as column:
+        gr.HTML(f'<span class="pane-title pane-title-{label.lower()}">Persona {label}</span>')
+        preset = gr.Dropdown(names, value=value, label=f"Preset {label}", elem_id=f"persona-{label.lower()}")
+        text = gr.Textbox(P.persona_text(value) if value else "", label=f"Preference {label}", lines=2,
+                          elem_id=f"pref-{label.lower()}")
+    return column, preset, text
 
 
-def _quant(four_bit: bool) -> str | None:
-    return "4bit" if four_bit else None
-
-
-def _describe(lm: LoadedModel) -> str:
-    ctx = lm.context_length
-    return f"Loaded: {lm.name} · device {lm.device} · dtype {lm.dtype}" + (
-        " · 4-bit" if lm.quantize == "4bit" else "") + (f" · context {ctx} tokens" if ctx else "")
-
-
-# --------------------------------------------------------------------------- handlers
-@GPU
-def load_handler(name, four_bit, progress=gr.Progress()):
-    progress(0.1, desc=f"Loading {name or BUNDLED} …")
-    t0 = time.perf_counter()
-    try:
-        lm = MODELS.get(name, _quant(four_bit))
-    except PJudgeError as exc:
-        return render.message_html(str(exc), "error")
-    except Exception as exc:  # keep the page readable even for unexpected failures
-        return render.message_html(f"Could not load {name!r}: {type(exc).__name__}: {exc}", "error")
-    progress(1.0)
-    return render.message_html(f"{_describe(lm)} ({time.perf_counter() - t0:.1f} s)", "ok")
-
-
-def _names(persona_a, persona_b) -> dict[str, str]:
-    return {"A": persona_a or "custom", "B": persona_b or "custom"}
-
-
-@GPU
-def run_handler(model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy,
-                temperature, top_k, top_p, max_new_tokens, seed):
-    """Persona-judge streams first, then direct prompting with the same settings and seed.
-
-    Yields (pj_html, direct_text, stats_html, logratio_plot, acceptance_plot, download, message, record).
-    """
-    skip = gr.skip()
-    names = _names(persona_a, persona_b)
-
-    def out(pj_html=skip, direct=skip, stats=skip, plot1=skip, plot2=skip, file=skip, msg=skip, record=skip):
-        return pj_html, direct, stats, plot1, plot2, file, msg, record
-
-    try:
-        settings = DecodeSettings.from_inputs(
-            lam=lam, alternate=(roles != "fixed"), greedy=greedy, temperature=temperature, top_k=top_k,
-            top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-        if MODELS.current() is None or (MODELS.key or ("",))[0] != ((model_name or "").strip() or BUNDLED):
-            yield out(msg=render.message_html(f"Loading {model_name or BUNDLED} … (first run only)", "info"))
-        lm = MODELS.get(model_name, _quant(four_bit))
-        pj_stream = stream_generate(lm, "persona-judge", query, [pref_a, pref_b], settings)
-        direct_stream = stream_generate(lm, "direct", query, [pref_a, pref_b], settings)
-    except PJudgeError as exc:
-        yield out(msg=render.message_html(str(exc), "error"))
-        return
-    except Exception as exc:
-        yield out(msg=render.message_html(f"{type(exc).__name__}: {exc}", "error"))
-        return
-
-    steps, direct_steps = [], []
-    try:
-        yield out(render.tokens_html([], running=True, placeholder="Persona-judge is decoding …"), "",
-                  render.stats_html(None), None, None, None,
-                  render.message_html(f"Running Persona-judge on {lm.name} …", "info"))
-        last = 0.0
-        for step in pj_stream:
-            steps.append(step)
-            now = time.perf_counter()
-            if len(steps) == 1 or now - last >= UPDATE_EVERY_S:
-                last = now
-                yield out(render.tokens_html(steps, running=True, persona_names=names))
-        pj = pj_stream.result
-        yield out(render.tokens_html(steps, persona_names=names), stats=render.stats_html(pj.stats),
-                  plot1=charts.logratio_figure(steps), plot2=charts.acceptance_figure(steps),
-                  msg=render.message_html("Persona-judge done; now direct prompting (both preferences in one "
-                                          "prompt) …", "info"))
-        text, last = "", 0.0
-        for step in direct_stream:
-            direct_steps.append(step)
-            text += step.text
-            now = time.perf_counter()
-            if len(direct_steps) == 1 or now - last >= UPDATE_EVERY_S:
-                last = now
-                yield out(direct=text)
-        direct = direct_stream.result
-        record = records.run_record(pj, direct, {"model": lm.describe(), "personas": names})
-        path = records.write_record(record)
-        yield out(direct=direct.text, stats=render.stats_html(pj.stats, direct.stats), file=path,
-                  msg=render.message_html(
-                      f"Done: Persona-judge {pj.stats['new_tokens']} tokens, direct {direct.stats['new_tokens']} "
-                      f"tokens. Hover the coloured tokens for details.", "ok"),
-                  record=record)
-    except PJudgeError as exc:
-        yield out(msg=render.message_html(str(exc), "error"))
-    finally:  # Stop (GeneratorExit here) or an error: release the model for the next click
-        pj_stream.close()
-        direct_stream.close()
-
-
-@GPU
-def capacity_handler(model_name, four_bit, n, progress=gr.Progress()):
-    """Judge capacity: can this model tell personas apart (alignment accuracy on student/PhD pairs)?"""
-    try:
-        progress(0.0, desc="Loading the model …")
-        lm = MODELS.get(model_name, _quant(four_bit))
-        res = judge_capacity(lm, n=int(n), seed=0,
-                             progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
-    except PJudgeError as exc:
-        return render.message_html(str(exc), "error")
-    except Exception as exc:
-        return render.message_html(f"{type(exc).__name__}: {exc}", "error")
-    return render.message_html(capacity_text(lm.name, res), "ok")
-
-
-def capacity_text(name: str, res: dict) -> str:
-    def pct(x):
-        return "–" if x is None else f"{100 * x:.0f}%"
-
-    low, high = res.get("low"), res.get("high")
-    interval = f" (95% interval {pct(low)}–{pct(high)})" if low is not None and high is not None else ""
-    by = res.get("by_persona") or {}
-    parts = []
-    for persona, value in by.items():
-        acc = value.get("accuracy") if isinstance(value, dict) else value
-        if isinstance(acc, (int, float)):
-            parts.append(f"{persona}: {pct(acc)}")
-    per = f"; by persona: {', '.join(parts)}" if parts else ""
-    return (f"{name}: alignment accuracy {pct(res.get('accuracy'))}{interval} on {res.get('n')} student/PhD "
-            f"preference pairs{per}. Near 50% means the model barely tells the two personas apart, so it is a "
-            "weak judge.")
-
-
-def persona_changed(name):
-    if not name:
-        return gr.skip()
-    try:
-        return P.persona_text(name)
-    except PJudgeError:
-        return gr.skip()
-
-
-def pair_changed(name):
-    if not name:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    try:
-        a, b = P.pair_personas(name)
-        ta, tb = P.pair(name)
-    except PJudgeError:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return a, ta, b, tb
-
-
-def swap(persona_a, pref_a, persona_b, pref_b):
-    return persona_b, pref_b, persona_a, pref_a
-
-
-# --------------------------------------------------------------------------- layout
 def build_demo() -> gr.Blocks:
     data = P.presets()
     persona_names = list(data.personas)
-    first_pair = next(iter(data.pairs), None)
+    model_id = default_model_id()
+    first_pair, first_query, recommended = first_run(model_id)
     pa, pb = P.pair_personas(first_pair) if first_pair else (persona_names[0], persona_names[-1])
-    queries = data.queries or ["Describe a sunset over the sea."]
+    queries = data.queries or [first_query]
+    defaults = DecodeSettings()
 
     with gr.Blocks(title="Persona-judge Studio") as demo:
         gr.Markdown(INTRO)
         record = gr.State(None)
+        # How many personas are shown (2-4). A hidden number rather than a State, so API callers can set it.
+        n_personas = raw(gr.Number(2, visible=False, precision=0, elem_id="n-personas"))
 
+        # ---- model
         with gr.Row(equal_height=False):
-            model = gr.Dropdown(model_choices(), value=default_model(), label="Model",
+            model = gr.Dropdown(model_choices(), value=model_id, label="Model",
                                 info="A preset, or type any Hugging Face id / local folder / .gguf path",
                                 allow_custom_value=True, scale=4, elem_id="model-select")
             with gr.Column(scale=1, min_width=160):
                 four_bit = gr.Checkbox(False, label="4-bit (needs a CUDA GPU)", elem_id="four-bit")
                 load_btn = gr.Button("Load", elem_id="load-btn")
-        model_msg = gr.HTML(render.message_html(
-            "No model loaded yet; it loads on Load or on the first Run.", "info"), elem_id="model-status")
+        model_msg = gr.HTML(render.message_html("No model loaded yet; it loads on Load or on the first Run.", "info"),
+                            elem_id="model-status")
 
+        # ---- personas
         pair = gr.Dropdown(list(data.pairs), value=first_pair, label="Ready-made pair",
-                           info="Fills both personas; edit the texts freely", elem_id="pair-select")
-        with gr.Row():
-            with gr.Column(scale=5):
-                gr.HTML('<span class="pane-title-a">Persona A</span> (orange underline)')
-                persona_a = gr.Dropdown(persona_names, value=pa, label="Preset A", elem_id="persona-a")
-                pref_a = gr.Textbox(P.persona_text(pa), label="Preference A", lines=2, elem_id="pref-a")
+                           info="Fills personas A and B; edit the texts freely", elem_id="pair-select")
+        with gr.Row(equal_height=False):
+            _, persona_a, pref_a = persona_column("A", persona_names, pa)
             swap_btn = gr.Button("⇄ Swap A↔B", scale=1, min_width=90, elem_id="swap-btn", size="sm")
-            with gr.Column(scale=5):
-                gr.HTML('<span class="pane-title-b">Persona B</span> (purple underline)')
-                persona_b = gr.Dropdown(persona_names, value=pb, label="Preset B", elem_id="persona-b")
-                pref_b = gr.Textbox(P.persona_text(pb), label="Preference B", lines=2, elem_id="pref-b")
+            _, persona_b, pref_b = persona_column("B", persona_names, pb)
+        with gr.Row(equal_height=False):
+            col_c, persona_c, pref_c = persona_column("C", persona_names, None, visible=False)
+            col_d, persona_d, pref_d = persona_column("D", persona_names, None, visible=False)
+        with gr.Row():
+            add_btn = gr.Button("＋ Add persona", size="sm", elem_id="add-persona")
+            remove_btn = gr.Button("− Remove persona", size="sm", elem_id="remove-persona")
 
-        query = gr.Textbox(queries[0], label="Query", lines=2, elem_id="query")
+        query = gr.Textbox(first_query, label="Query", lines=2, elem_id="query")
         gr.Examples([[q] for q in queries], inputs=[query], cache_examples=False, label="Example queries")
 
+        # ---- methods and parameters
+        methods = raw(gr.CheckboxGroup(
+            lab.method_choices(2), value=list(lab.DEFAULT_SLOTS), label="Methods to compare",
+            info="One panel per ticked method, all decoding at once with the same seed", elem_id="methods"))
         with gr.Accordion("Decoding parameters", open=False):
             with gr.Row():
-                lam = gr.Slider(1, 8, value=4, step=1, label="λ: tokens drafted per block")
-                roles = gr.Radio([("alternate roles every block (Persona-judge)", "alternate"),
-                                  ("fixed roles: A drafts, B judges (Persona-judge-Base)", "fixed")],
-                                 value="alternate", label="Roles")
-                greedy = gr.Checkbox(False, label="Greedy (deterministic)")
+                lam = raw(gr.Slider(1, 8, value=defaults.lam, step=1, label="λ: tokens drafted per block"))
+                roles = raw(gr.Radio([("rotate every block (Persona-judge)", "alternate"),
+                                      ("fixed: A drafts, B judges (Persona-judge-Base)", "fixed")],
+                                     value="alternate", label="Roles in the Persona-judge panel"))
+                greedy = gr.Checkbox(defaults.greedy, label="Greedy (deterministic)")
             with gr.Row():
-                temperature = gr.Slider(0.05, 2.0, value=0.9, step=0.05, label="Temperature")
-                top_k = gr.Slider(0, 100, value=20, step=1, label="Top-k (0 = off)")
-                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+                temperature = raw(gr.Slider(0.05, 2.0, value=defaults.temperature, step=0.05, label="Temperature"))
+                top_k = raw(gr.Slider(0, 100, value=defaults.top_k, step=1, label="Top-k (0 = off)"))
+                top_p = raw(gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"))
             with gr.Row():
-                max_new = gr.Slider(8, 512, value=128, step=8, label="Max new tokens", elem_id="max-new")
-                seed = gr.Number(0, label="Seed (empty = random)", precision=0)
+                repetition_penalty = raw(gr.Slider(
+                    1.0, 2.0, value=recommended.repetition_penalty, step=0.05,
+                    label="Repetition penalty (on the answer only; 1 = off)", elem_id="repetition-penalty"))
+                no_repeat = raw(gr.Slider(0, 8, value=recommended.no_repeat_ngram_size, step=1,
+                                          label="No-repeat n-gram size (0 = off)", elem_id="no-repeat"))
+            with gr.Row():
+                alpha = raw(gr.Slider(0.0, 3.0, value=0.0, step=0.1, label="Fusion α (0 = product of experts)",
+                                      elem_id="fusion-alpha"))
+                weights = gr.Textbox("", label="Fusion weights A:B:… (empty = equal)", elem_id="fusion-weights")
+            with gr.Row():
+                max_new = raw(gr.Slider(8, 512, value=defaults.max_new_tokens, step=8, label="Max new tokens",
+                                        elem_id="max-new"))
+                seed = raw(gr.Number(0, label="Seed (empty = random)", precision=0, elem_id="seed"))
 
         with gr.Row():
             run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
         run_msg = gr.HTML("", elem_id="run-status")
 
-        with gr.Row(equal_height=False):
-            with gr.Column():
-                gr.Markdown("### Persona-judge (A and B take turns drafting and judging)")
-                pj_html = gr.HTML(render.tokens_html([]), elem_id="pj-tokens")
-            with gr.Column():
-                gr.Markdown("### Direct prompting (both preferences in one prompt)")
-                direct = gr.Textbox("", label="Direct prompting answer", lines=10, max_lines=30,
-                                    interactive=False, elem_id="direct-output")
+        # ---- one panel per method
+        panel_columns, panel_html = [], []
+        with gr.Row(equal_height=False, elem_id="panels"):
+            for slot in lab.SLOTS:
+                slug = lab.slot_id(slot)
+                html_id = {"persona-judge": "pj-tokens", "direct": "direct-output"}.get(slot, f"tokens-{slug}")
+                with gr.Column(min_width=300, visible=slot in lab.DEFAULT_SLOTS, elem_id=f"panel-{slug}",
+                               elem_classes=["pj-panel"]) as column:
+                    html = gr.HTML(render.panel_html(lab.slot_spec(slot).label, "", []), elem_id=html_id)
+                panel_columns.append(column)
+                panel_html.append(html)
         gr.HTML(render.legend_html(), elem_id="pj-legend")
-        stats = gr.HTML(render.stats_html(None), elem_id="pj-stats")
+        heatmap = gr.Plot(label="Persona-judge, block by block", elem_id="pj-heatmap")
         with gr.Row():
-            plot1 = gr.Plot(label="log(p/q) per token", elem_id="pj-plot")
-            plot2 = gr.Plot(label="Acceptance rate", elem_id="pj-acceptance")
-        download = gr.File(label="Download this run (both texts, settings, full trace) as JSON",
-                           interactive=False, elem_id="run-download")
+            plot = gr.Plot(label="log(p/q) per token", elem_id="pj-plot")
+            acceptance = gr.Plot(label="Acceptance rate", elem_id="pj-acceptance")
+        download = gr.DownloadButton("Download this run (JSON: every panel's text, spec, settings, trace)",
+                                     visible=False, size="sm", elem_id="run-download")
 
         with gr.Accordion("Judge capacity: can this model tell two personas apart?", open=False):
             gr.Markdown("Scores a sample of the P-Soups student/PhD preference pairs: how often the "
@@ -356,25 +172,32 @@ def build_demo() -> gr.Blocks:
             cap_out = gr.HTML("", elem_id="capacity-result")
 
         # ---- wiring
-        persona_a.input(persona_changed, persona_a, pref_a, api_visibility="private")
-        persona_b.input(persona_changed, persona_b, pref_b, api_visibility="private")
-        pair.input(pair_changed, pair, [persona_a, pref_a, persona_b, pref_b], api_visibility="private")
-        swap_btn.click(swap, [persona_a, pref_a, persona_b, pref_b], [persona_a, pref_a, persona_b, pref_b],
+        for preset, text in ((persona_a, pref_a), (persona_b, pref_b), (persona_c, pref_c), (persona_d, pref_d)):
+            preset.input(Studio.persona_changed, preset, text, api_visibility="private")
+        pair.input(Studio.pair_changed, pair, [persona_a, pref_a, persona_b, pref_b], api_visibility="private")
+        swap_btn.click(Studio.swap, [persona_a, pref_a, persona_b, pref_b], [persona_a, pref_a, persona_b, pref_b],
                        api_visibility="private")
-        load_btn.click(load_handler, [model, four_bit], model_msg, concurrency_id=CONCURRENCY_ID,
+        count_outputs = [n_personas, col_c, col_d, methods]
+        add_btn.click(lambda n, m: Studio.persona_count(min(MAX_PERSONAS, n + 1), m), [n_personas, methods],
+                      count_outputs, api_visibility="private")
+        remove_btn.click(lambda n, m: Studio.persona_count(max(2, n - 1), m), [n_personas, methods],
+                         count_outputs, api_visibility="private")
+        methods.change(Studio.panels_visible, methods, panel_columns, api_visibility="private")
+        model.change(Studio.model_changed, model, [repetition_penalty, no_repeat], api_visibility="private")
+        load_btn.click(GPU(STUDIO.load), [model, four_bit], model_msg, concurrency_id=CONCURRENCY_ID,
                        api_name="load")
         run_event = run_btn.click(
-            run_handler,
+            GPU(STUDIO.run),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
-             top_k, top_p, max_new, seed],
-            [pj_html, direct, stats, plot1, plot2, download, run_msg, record],
+             top_k, top_p, max_new, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
+             repetition_penalty, no_repeat],
+            [*panel_html, heatmap, plot, acceptance, download, run_msg, record],
             concurrency_id=CONCURRENCY_ID, api_name="run",
         )
-        run_event.then(lambda: render.message_html(_describe(MODELS.current()), "ok")
-                       if MODELS.current() else gr.skip(), None, model_msg, api_visibility="private")
+        run_event.then(STUDIO.status, None, model_msg, api_visibility="private")
         stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, run_msg, cancels=[run_event],
                        api_visibility="private")
-        cap_btn.click(capacity_handler, [model, four_bit, cap_n], cap_out, concurrency_id=CONCURRENCY_ID,
+        cap_btn.click(GPU(STUDIO.capacity), [model, four_bit, cap_n], cap_out, concurrency_id=CONCURRENCY_ID,
                       api_name="capacity")
 
     demo.queue(default_concurrency_limit=1)

@@ -1,5 +1,6 @@
 """The app through its HTTP API (gradio_client), with a tiny model registered under "tiny-test"."""
 
+import html
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ from conftest import make_tiny_lm, serve_app
 from gradio_client import Client
 
 import app
-from pjudge_core import direct_prompt, persona_judge
+from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
+from pjudge_core.ui import lab
 
 QUERY = "Describe a sunset."
 PREF_A, PREF_B = "be vivid", "be creative"
@@ -23,10 +25,32 @@ def client(tiny_lm):
         yield Client(url, verbose=False)
 
 
-def run_args(model="tiny-test", max_new=48, seed=7, query=QUERY, pref_a=PREF_A):
+PANEL = {slot: i for i, slot in enumerate(lab.SLOTS)}  # the run's outputs: one HTML per panel, then ...
+HEATMAP, PLOT, ACCEPTANCE, DOWNLOAD, MESSAGE = range(len(lab.SLOTS), len(lab.SLOTS) + 5)
+
+
+def run_args(model="tiny-test", max_new=48, seed=7, query=QUERY, pref_a=PREF_A, **extra):
     # model, 4bit, persona A, pref A, persona B, pref B, query, λ, roles, greedy, T, top-k, top-p, max new, seed
-    return [model, False, "vivid", pref_a, "creative", PREF_B, query, 4, "alternate", False, 0.9, 20, 0.9,
+    args = [model, False, "vivid", pref_a, "creative", PREF_B, query, 4, "alternate", False, 0.9, 20, 0.9,
             max_new, seed]
+    # methods, number of personas, persona C, pref C, persona D, pref D, fusion α, fusion weights, repetition
+    # penalty, no-repeat n-gram size
+    more = dict(methods=["persona-judge", "direct"], n=2, persona_c=None, pref_c="", persona_d=None, pref_d="",
+                alpha=0.0, weights="", repetition_penalty=1.0, no_repeat=0)
+    more.update(extra)
+    return args + list(more.values())
+
+
+def downloaded(value) -> dict:
+    """The JSON record behind the download button (its update carries the file path)."""
+    path = value["value"] if isinstance(value, dict) else value
+    return json.loads(open(path, encoding="utf-8").read())
+
+
+def run(client, **kwargs):
+    job = client.submit(*run_args(**kwargs), api_name="/run")
+    job.result()
+    return job.outputs()
 
 
 def test_importing_the_app_and_building_the_page_loads_no_model():
@@ -52,26 +76,68 @@ def test_endpoints(client):
     assert {"/run", "/load", "/capacity"} <= set(endpoints)
 
 
-def test_run_streams_and_matches_engine(client, tiny_lm):
-    job = client.submit(*run_args(), api_name="/run")
-    updates = list(job)
-    outputs = job.outputs()
-    token_updates = [o for o in outputs if isinstance(o[0], str) and 'class="tok ' in o[0]]
-    assert len(token_updates) >= 2, "Persona-judge tokens should stream in several updates"
+def test_run_streams_both_panels_at_once_and_matches_the_engine(client, tiny_lm):
+    outputs = run(client)
+    pj_updates = [o[PANEL["persona-judge"]] for o in outputs if 'class="tok ' in str(o[PANEL["persona-judge"]])]
+    direct_updates = [o[PANEL["direct"]] for o in outputs if 'class="tok ' in str(o[PANEL["direct"]])]
+    assert len(pj_updates) >= 2 and len(direct_updates) >= 2, "both panels should stream in several updates"
+    # the direct panel has tokens before Persona-judge has finished: they are interleaved, not one after the other
+    first_direct = next(i for i, o in enumerate(outputs) if 'class="tok ' in str(o[PANEL["direct"]]))
+    last_pj = max(i for i, o in enumerate(outputs) if 'class="tok ' in str(o[PANEL["persona-judge"]]))
+    assert first_direct < last_pj
     final = outputs[-1]
-    assert "pj-msg-ok" in final[6]
-    record = json.loads(open(final[5], encoding="utf-8").read())
+    assert "pj-msg-ok" in final[MESSAGE]
+    record = downloaded(final[DOWNLOAD])
+    panels = {p["slot"]: p for p in record["panels"]}
 
     expected = persona_judge(tiny_lm, QUERY, PREF_A, PREF_B, max_new_tokens=48, seed=7)
-    assert record["persona_judge"]["token_ids"] == expected.token_ids
-    assert record["persona_judge"]["text"] == expected.text
+    assert panels["persona-judge"]["token_ids"] == expected.token_ids
+    assert panels["persona-judge"]["text"] == expected.text
     direct = direct_prompt(tiny_lm, QUERY, [PREF_A, PREF_B], max_new_tokens=48, seed=7)
-    assert record["direct"]["token_ids"] == direct.token_ids
-    assert final[1] == direct.text
-    # the last token HTML holds every token, and is final (no cursor)
-    last_html = token_updates[-1][0]
-    assert last_html.count('class="tok ') == len(expected.steps) and 'data-state="done"' in last_html
-    assert len(updates) >= 3
+    assert panels["direct"]["token_ids"] == direct.token_ids
+    assert record["settings"]["seed"] == 7 and record["personas"]["A"] == {"name": "vivid", "text": PREF_A}
+    # the last HTML of a panel holds every token and is final (no cursor)
+    assert pj_updates[-1].count('class="tok ') == len(expected.steps) and 'data-state="done"' in pj_updates[-1]
+    assert "pj-cursor" not in final[PANEL["direct"]]
+
+
+def test_every_method_runs_with_three_personas(client, tiny_lm):
+    outputs = run(client, methods=["persona-judge", "direct", "direct[C]", "fusion"], n=3, persona_c="humour",
+                  pref_c="be funny", alpha=0.5, weights="2:1:1", max_new=20)
+    final = outputs[-1]
+    assert "pj-msg-ok" in final[MESSAGE], final[MESSAGE]
+    record = downloaded(final[DOWNLOAD])
+    panels = {p["slot"]: p for p in record["panels"]}
+    assert set(panels) == {"persona-judge", "direct", "direct[C]", "fusion"}
+    assert panels["fusion"]["spec"] == "fusion(alpha=0.5,weights=2:1:1)"
+    settings = DecodeSettings(max_new_tokens=20, seed=7, repetition_penalty=1.0)
+    fused = generate(tiny_lm, "fusion", QUERY, [PREF_A, PREF_B, "be funny"], settings, alpha=0.5, weights=[2, 1, 1])
+    assert panels["fusion"]["token_ids"] == fused.token_ids
+    assert {s["drafter"] for s in panels["persona-judge"]["steps"]} == {"A", "B", "C"}
+    assert "data-persona-p" in final[PANEL["fusion"]] and "C alone" in final[PANEL["direct[C]"]]
+    # panels that were not ticked are emptied when the run starts, so an earlier run's text never lingers
+    assert outputs[0][PANEL["official"]] == "" or any(o[PANEL["official"]] == "" for o in outputs[:2])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pref_a="   "), "Preference A is empty"),
+    (dict(methods=[]), "Tick at least one method"),
+    (dict(seed="abc"), "Seed must be a number"),
+    (dict(weights="1:x", methods=["fusion"]), "Fusion weights are numbers"),
+    (dict(n=3, methods=["persona-judge"]), "Preference C is empty"),
+    (dict(n="three"), "The number of personas must be a number"),
+    (dict(n=5), "Between 2 and 4 personas"),
+    (dict(max_new=4000), "context of 512 tokens"),
+    (dict(max_new=0), "Max new tokens must be at least 1"),
+    (dict(methods=["beam-search"]), "Unknown method 'beam-search'"),
+    (dict(alpha=-1, methods=["fusion"]), "α must be a finite number of at least 0"),
+    (dict(methods=["direct[C]"]), "names persona C, but the run has 2 preferences"),
+    (dict(max_new="many"), "Max new tokens must be a number"),
+])
+def test_bad_input_is_a_message_in_the_page(client, kwargs, message):
+    outputs = run(client, **kwargs)
+    messages = [html.unescape(str(o[MESSAGE])) for o in outputs]
+    assert any(message in m and "pj-msg-error" in m for m in messages), messages
 
 
 def test_load_error_is_readable(client):
@@ -84,13 +150,6 @@ def test_load_registered(client):
     assert "pj-msg-ok" in msg and "tiny-llama" in msg
 
 
-def test_input_error_shown_in_page(client):
-    job = client.submit(*run_args(pref_a="   "), api_name="/run")
-    job.result()
-    outputs = job.outputs()
-    assert any("Preference A is empty" in str(o[6]) for o in outputs)
-
-
 def test_capacity_endpoint_answers(client):
     msg = client.predict("tiny-long", False, 10, api_name="/capacity")  # the pairs exceed 512 tokens
     assert "pj-msg-ok" in msg and "alignment accuracy" in msg and "10 student/PhD" in msg, msg
@@ -98,7 +157,7 @@ def test_capacity_endpoint_answers(client):
 
 def test_default_model_offline_and_on_spaces(monkeypatch):
     monkeypatch.setattr(app, "ON_SPACES", False)
-    assert app.default_model() == "bundled"
+    assert app.default_model_id() == "bundled"
     monkeypatch.setattr(app, "ON_SPACES", True)
-    assert app.default_model() == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert app.default_model_id() == "Qwen/Qwen2.5-1.5B-Instruct"
     assert [v for _, v in app.model_choices()][0] == "bundled"

@@ -47,3 +47,22 @@ def test_resampled_bar_shows_rejected_draft():
 def test_chart_hover_escapes():
     fig = charts.logratio_figure([_step("<b>x</b>")])
     assert "<b>x" not in fig.data[0].hovertext[0]
+
+
+def test_heatmap_has_a_row_per_block_and_a_cell_per_decision(pj):
+    fig = charts.heatmap_figure(pj.steps)
+    trace = fig.data[0]
+    assert len(trace.y) == pj.stats["blocks"]
+    cells = [v for row in trace.z for v in row if v is not None]
+    assert len(cells) == len(pj.steps)
+    codes = {"accepted": 0, "resampled": 1, "bonus": 2}
+    assert sorted(cells) == sorted(codes[s.decision] for s in pj.steps)
+    assert trace.y[0].startswith("block 0 · A→B") and trace.y[1].startswith("block 1 · B→A")
+    hovers = [h for row in trace.text for h in row if h]
+    assert all("p=" in h and "drafter" in h for h in hovers)
+    charts.heatmap_figure([])  # empty is fine
+
+
+def test_heatmap_hover_escapes_model_output():
+    fig = charts.heatmap_figure([_step("<img src=x>", judge="B")])
+    assert "<img" not in fig.data[0].text[0][0]

@@ -79,15 +79,33 @@ def test_ratio_and_shade_edges():
 
 def test_legend_in_plain_words():
     text = re.sub("<[^>]+>", "", render.legend_html())
-    for word in ("accepted", "resampled", "bonus", "persona A drafted", "Hover"):
+    for word in ("accepted", "resampled", "bonus", "sampled", "fused", "the persona that drafted the block", "Hover"):
         assert word in text
 
 
-def test_stats_html(pj, tiny_lm):
-    out = render.stats_html(pj.stats, {"tokens_per_s": 12.3, "new_tokens": 5, "forward_passes": 5})
-    assert "Acceptance" in out and "12.3 tok/s" in out
-    assert f"{100 * pj.stats['acceptance_rate']:.0f}%" in out
-    assert "–" in render.stats_html(None)
+def test_panel_footer_gives_tokens_speed_acceptance_per_drafter_and_repetition(pj):
+    out = render.panel_html("Persona-judge", "about <it>", pj.steps, stats=pj.stats)
+    assert "Persona-judge" in out and "about &lt;it&gt;" in out
+    foot = re.search(r'<div class="pj-panel-foot">([^<]*)</div>', out).group(1)
+    assert f"{len(pj.steps)} tokens" in foot and "tok/s" in foot and "repeated 4-grams" in foot
+    assert f"acceptance {100 * pj.stats['acceptance_rate']:.0f}%" in foot and "A drafts" in foot and "B drafts" in foot
+    assert "pj-panel-foot" not in render.panel_html("Direct", "", [])  # no footer before the first token
+
+
+def test_fusion_tokens_show_every_personas_probability_and_who_liked_them_most():
+    step = Step(index=0, token_id=5, text="sun", p=0.4, q=None, decision="fused",
+                persona_p={"A": 0.1, "B": 0.6, "C": 0.05})
+    span = render.token_span(step, persona_names={"A": "vivid", "B": "<creative>"})
+    assert "tok-fused" in span and "drafter-B" in span
+    assert 'data-persona-p="A=0.1 B=0.6 C=0.05"' in span
+    assert "B (&lt;creative&gt;)=0.6" in span and "<creative>" not in span
+
+
+def test_three_persona_titles_name_the_drafter_and_the_judge():
+    step = _step("x", drafter="C", judge="A")
+    title = render.token_title(step, {"A": "vivid", "C": "funny"})
+    assert "drafted by C (funny), judged by A (vivid)" in title
+    assert "drafter-C" in render.token_span(step)
 
 
 def test_message_html_escapes():
@@ -95,8 +113,16 @@ def test_message_html_escapes():
     assert 'role="alert"' in render.message_html("x", "error")
 
 
-def test_record_roundtrip(pj, tmp_path):
-    path = records.write_record(records.run_record(pj, None, {"model": "tiny"}), tmp_path)
-    data = json.loads(open(path, encoding="utf-8").read())
-    assert data["persona_judge"]["token_ids"] == pj.token_ids and data["direct"] is None
-    assert len(data["persona_judge"]["steps"]) == len(pj.steps)
+def test_record_is_compact_json_with_every_panel(pj, tmp_path):
+    panel = records.panel_record("persona-judge", "persona-judge", "Persona-judge", pj, pj.steps)
+    stopped = records.panel_record("direct", "direct", "Direct prompting", None, pj.steps[:3], stopped=True)
+    record = records.lab_record(model="tiny", query="q", personas={"A": {"name": "x", "text": "be x"}},
+                                settings={"seed": 3}, panels=[panel, stopped])
+    path = records.write_record(record, tmp_path)
+    raw = open(path, encoding="utf-8").read()
+    assert "\n" not in raw and ": " not in raw[:200]  # no indentation, no padding
+    data = json.loads(raw)
+    first, second = data["panels"]
+    assert first["token_ids"] == pj.token_ids and first["finished"] and len(first["steps"]) == len(pj.steps)
+    assert all(v is not None for s in first["steps"] for v in s.values())  # empty fields are left out
+    assert second["finished"] is False and second["token_ids"] == pj.token_ids[:3]

@@ -4,6 +4,8 @@
   liked the drafted token more than the drafter did; for a resampled position the bar is the
   *rejected draft's* log(p/q) (below 0: the judge disliked what the drafter proposed).
 * `acceptance_figure`: acceptance rate per block (bars coloured by drafter) and per drafter.
+* `heatmap_figure`: blocks (rows) x position in the block (columns), each cell coloured by what
+  the judge decided (accepted / resampled / bonus), hover with token, p, q, p/q, drafter and judge.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from plotly.subplots import make_subplots
 from ..engine.trace import Step
 
 COLORS = {"accepted": "#2e9e5b", "resampled": "#d9534f", "bonus": "#3b7dd8", "sampled": "#888888"}
-DRAFTER_COLORS = {"A": "#e08a00", "B": "#8a4fd8"}
+DRAFTER_COLORS = {"A": "#e08a00", "B": "#8a4fd8", "C": "#0f9d8f", "D": "#d6336c"}
 CLIP = 6.0  # |log(p/q)| shown at most; q = 0 (token outside the draft's top-k/top-p) becomes +CLIP
 
 
@@ -59,13 +61,14 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
 def _hover(step: Step) -> str:
     text = step.text.replace("\n", "⏎")
     ratio = "" if step.q is None else f"<br>p/q={step.p / step.q:.3g}" if step.q > 0 else "<br>q=0"
+    roles = f"drafter {step.drafter}, judge {step.judge}" if step.judge else f"drafter {step.drafter}"
     q = "" if step.q is None else f" q={step.q:.3g}"
     extra = ""
     if step.decision == "resampled" and step.rejected_text is not None:
         extra = f"<br>rejected draft {step.rejected_text!r}"
     # Plotly renders hover text as its own restricted markup; escape < > & from model output.
     safe = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
-    return (f"#{step.index} {safe(repr(text))}<br>{step.decision}, drafter {step.drafter}, block {step.block}"
+    return (f"#{step.index} {safe(repr(text))}<br>{step.decision}, {roles}, block {step.block}"
             f"<br>p={step.p:.3g}{q}{ratio}{safe(extra)}")
 
 
@@ -108,7 +111,7 @@ def block_rates(steps: Sequence[Step]) -> list[dict]:
 
 def drafter_rates(steps: Sequence[Step]) -> dict[str, float | None]:
     out = {}
-    for d in ("A", "B"):
+    for d in sorted({s.drafter for s in steps if s.drafter}):
         judged = [s for s in steps if s.drafter == d and s.decision in ("accepted", "resampled")]
         out[d] = sum(s.decision == "accepted" for s in judged) / len(judged) if judged else None
     return out
@@ -116,27 +119,63 @@ def drafter_rates(steps: Sequence[Step]) -> dict[str, float | None]:
 
 def acceptance_figure(steps: Sequence[Step], height: int = 280) -> go.Figure:
     """Left: acceptance rate per block (colour = drafter). Right: overall rate per drafter."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.75, 0.25], horizontal_spacing=0.08,
-)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.75, 0.25], horizontal_spacing=0.08)
     blocks = block_rates(steps)
-    for d in ("A", "B"):
-        mine = [b for b in blocks if b["drafter"] == d]
-        if mine:
-            fig.add_trace(go.Bar(
-                x=[b["block"] for b in mine], y=[b["rate"] or 0.0 for b in mine], name=f"{d} drafted",
-                marker_color=DRAFTER_COLORS[d],
-                hovertext=[f"block {b['block']}: {b['accepted']}/{b['judged']} drafts accepted" for b in mine],
-                hoverinfo="text",
-            ), row=1, col=1)
     rates = drafter_rates(steps)
+    for d in rates:
+        mine = [b for b in blocks if b["drafter"] == d]
+        fig.add_trace(go.Bar(
+            x=[b["block"] for b in mine], y=[b["rate"] or 0.0 for b in mine], name=f"{d} drafted",
+            marker_color=DRAFTER_COLORS.get(d, "#888888"),
+            hovertext=[f"block {b['block']}: {b['accepted']}/{b['judged']} drafts accepted" for b in mine],
+            hoverinfo="text",
+        ), row=1, col=1)
     fig.add_trace(go.Bar(
-        x=["A drafts", "B drafts"], y=[rates["A"] or 0.0, rates["B"] or 0.0], showlegend=False,
-        marker_color=[DRAFTER_COLORS["A"], DRAFTER_COLORS["B"]],
-        text=["–" if rates[d] is None else f"{100 * rates[d]:.0f}%" for d in ("A", "B")],
+        x=[f"{d} drafts" for d in rates], y=[rates[d] or 0.0 for d in rates], showlegend=False,
+        marker_color=[DRAFTER_COLORS.get(d, "#888888") for d in rates],
+        text=["–" if rates[d] is None else f"{100 * rates[d]:.0f}%" for d in rates],
         textposition="auto", hoverinfo="text",
     ), row=1, col=2)
     _layout(fig, "Drafts kept by the judge", height)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     fig.update_xaxes(title_text="block (colour = who drafted)", row=1, col=1)
     fig.update_xaxes(title_text="per drafter", row=1, col=2)
+    return fig
+
+
+HEATMAP_CODES = {"accepted": 0, "resampled": 1, "bonus": 2}
+
+
+def heatmap_figure(steps: Sequence[Step], height: int | None = None) -> go.Figure:
+    """Blocks x position in block, coloured by the judge's decision; empty cells stay blank."""
+    blocks = sorted({s.block for s in steps if s.decision in HEATMAP_CODES})
+    width = max([sum(1 for s in steps if s.block == b) for b in blocks], default=1)
+    z = [[None] * width for _ in blocks]
+    text = [[""] * width for _ in blocks]
+    row_of = {b: i for i, b in enumerate(blocks)}
+    position: dict[int, int] = {}
+    for s in steps:
+        if s.block not in row_of:
+            continue
+        col = position.get(s.block, 0)
+        position[s.block] = col + 1
+        z[row_of[s.block]][col] = HEATMAP_CODES[s.decision]
+        text[row_of[s.block]][col] = _hover(s)
+    colors = [COLORS["accepted"], COLORS["resampled"], COLORS["bonus"]]
+    scale = [[0, colors[0]], [1 / 3, colors[0]], [1 / 3, colors[1]], [2 / 3, colors[1]], [2 / 3, colors[2]],
+             [1, colors[2]]]
+    labels = [f"block {b} · {next(s.drafter for s in steps if s.block == b)}→"
+              f"{next(s.judge for s in steps if s.block == b) or '?'}" for b in blocks]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(1, width + 1)), y=labels, text=text, hoverinfo="text", zmin=-0.5, zmax=2.5,
+        colorscale=scale, xgap=2, ygap=2,
+        colorbar={"tickvals": [0, 1, 2], "ticktext": ["accepted", "resampled", "bonus"], "thickness": 12},
+    ))
+    rows = max(1, len(blocks))
+    _layout(fig, "Every block: who drafted → who judged, and what the judge decided", height or min(900, 120 + 22 * rows))
+    fig.update_xaxes(title_text="position in the block (λ drafts, then the bonus)", dtick=1)
+    fig.update_yaxes(autorange="reversed", title_text="")
+    if not blocks:
+        fig.add_annotation(text="no Persona-judge tokens yet", showarrow=False, x=0.5, y=0.5, xref="paper",
+                           yref="paper")
     return fig

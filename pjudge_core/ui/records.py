@@ -1,4 +1,11 @@
-"""Run records: everything about an app run as plain JSON, and the file the download button offers."""
+"""Run records: everything about a lab run as compact JSON, and the file the download button offers.
+
+One record holds the model, query, personas and shared settings once, then one entry per panel
+with its run spec, text, settings, stats and trace. Steps are written without their empty
+fields, and the file without indentation, so a four-panel run of 256 tokens stays small.
+Panels added later by the app (persona fit, a sampled front, an inferred persona) go under their
+own keys.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,44 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..engine.trace import Result
+from ..engine.trace import Result, Step
 
 
-def run_record(pj: Result | None, direct: Result | None, extra: dict | None = None) -> dict:
-    """Everything about a run as plain JSON-able data: both texts, settings and the full trace."""
+def compact_step(step: Step) -> dict:
+    """A step's fields without the ones that are None (most fields belong to one method only)."""
+    return {k: v for k, v in step.to_dict().items() if v is not None}
+
+
+def panel_record(slot: str, spec_key: str, label: str, result: Result | None, steps: Iterable[Step],
+                 stopped: bool = False) -> dict:
+    """One panel: a finished run's Result, or the steps an interrupted one had produced."""
+    steps = list(steps)
+    entry = {"slot": slot, "spec": spec_key, "label": label, "finished": result is not None and not stopped}
+    if result is not None:
+        data = result.to_dict()
+        entry.update(text=data["text"], token_ids=data["token_ids"], settings=data["settings"], stats=data["stats"])
+        steps = result.steps
+    else:
+        entry.update(text="".join(s.text for s in steps), token_ids=[s.token_id for s in steps])
+    entry["steps"] = [compact_step(s) for s in steps]
+    return entry
+
+
+def lab_record(*, model: str, query: str, personas: dict, settings: dict, panels: list[dict],
+               extra: dict | None = None) -> dict:
+    """The whole run as plain JSON-able data."""
     return {
         "app": "Persona-judge Studio",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": model,
+        "query": query,
+        "personas": personas,
+        "settings": settings,
+        "panels": panels,
         **(extra or {}),
-        "persona_judge": pj.to_dict() if pj else None,
-        "direct": direct.to_dict() if direct else None,
     }
 
 
@@ -28,11 +60,16 @@ def write_record(record: dict, directory: str | Path | None = None) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="persona-judge-run-", dir=directory,
                                      delete=False, encoding="utf-8") as fh:
-        json.dump(record, fh, ensure_ascii=False, indent=1, default=_json_default)
+        json.dump(_finite(record), fh, ensure_ascii=False, separators=(",", ":"))
         return fh.name
 
 
-def _json_default(value):
+def _finite(value):
+    """JSON has no inf/NaN: they become null (a q = 0 gives p/q = inf)."""
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
         return None
-    return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -11,8 +11,9 @@ import math
 from collections.abc import Sequence
 
 from ..engine.trace import Step
+from ..evaluation.repetition import repeated_ngram_share
 
-DECISIONS = ("accepted", "resampled", "bonus", "sampled")
+DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
 
 
 def esc(value) -> str:
@@ -54,21 +55,36 @@ def visible(text: str) -> str:
     return text
 
 
+PERSONA_LABELS = ("A", "B", "C", "D")
+
+
+def _persona(label: str | None, names: dict[str, str]) -> str:
+    if not label:
+        return ""
+    name = names.get(label, "")
+    return f"{label} ({name})" if name else label
+
+
+def strongest_persona(step: Step) -> str | None:
+    """Fusion: the persona whose own distribution gave the token the highest probability."""
+    if not step.persona_p:
+        return None
+    return max(step.persona_p, key=lambda label: step.persona_p[label])
+
+
 def token_title(step: Step, persona_names: dict[str, str] | None = None) -> str:
     """Plain-text details of one token (the `title` tooltip); escaped by the caller."""
     names = persona_names or {}
     lines = [f"token {step.index}: {step.text!r}"]
     if step.drafter:
-        judge = "B" if step.drafter == "A" else "A"
-        da, dj = names.get(step.drafter, ""), names.get(judge, "")
-        lines.append(f"block {step.block}: drafted by {step.drafter}{f' ({da})' if da else ''}, "
-                     f"judged by {judge}{f' ({dj})' if dj else ''}")
+        lines.append(f"block {step.block}: drafted by {_persona(step.drafter, names)}, "
+                     f"judged by {_persona(step.judge, names)}")
     lines.append(step.decision)
     r = ratio(step)
     parts = [f"p={_num(step.p)}"]
-    if step.q is not None:
+    if step.q is not None and step.decision != "sampled":
         parts.append(f"q={_num(step.q)}")
-    if r is not None:
+    if r is not None and step.decision != "sampled":
         parts.append(f"p/q={_num(r)}")
     if step.u is not None:
         parts.append(f"u={_num(step.u)}")
@@ -78,6 +94,9 @@ def token_title(step: Step, persona_names: dict[str, str] | None = None) -> str:
                      f"q={_num(step.rejected_q)}")
     if step.decision == "bonus":
         lines.append("no draft: taken from the judge after λ accepts")
+    if step.persona_p:
+        lines.append("fused p; each persona alone: " + "  ".join(
+            f"{_persona(label, names)}={_num(p)}" for label, p in step.persona_p.items()))
     return "\n".join(lines)
 
 
@@ -85,8 +104,11 @@ def token_span(step: Step, new_block: bool = False, persona_names: dict[str, str
     """One `<span class="tok ...">` with title and data-* attributes, all escaped."""
     r = ratio(step)
     classes = ["tok", f"tok-{step.decision}" if step.decision in DECISIONS else "tok-other"]
-    if step.drafter in ("A", "B"):
+    if step.drafter in PERSONA_LABELS:
         classes.append(f"drafter-{step.drafter}")
+    strongest = strongest_persona(step)
+    if strongest in PERSONA_LABELS:
+        classes.append(f"drafter-{strongest}")  # fusion: underline = the persona that liked it most
     if new_block:
         classes.append("block-start")
     attrs = {
@@ -95,6 +117,7 @@ def token_span(step: Step, new_block: bool = False, persona_names: dict[str, str
         "data-index": step.index,
         "data-decision": step.decision,
         "data-drafter": step.drafter or "",
+        "data-judge": step.judge or "",
         "data-block": step.block,
         "data-p": _num(step.p, 6),
         "data-q": _num(step.q, 6),
@@ -108,25 +131,56 @@ def token_span(step: Step, new_block: bool = False, persona_names: dict[str, str
             "data-rejected-p": _num(step.rejected_p, 6),
             "data-rejected-q": _num(step.rejected_q, 6),
         })
+    if step.persona_p:
+        attrs["data-persona-p"] = " ".join(f"{label}={_num(p, 6)}" for label, p in step.persona_p.items())
     body = "".join(f' {k}="{esc(v)}"' for k, v in attrs.items())
     return f"<span{body}>{esc(visible(step.text))}</span>"
 
 
 def tokens_html(steps: Sequence[Step], *, running: bool = False, persona_names: dict[str, str] | None = None,
-                placeholder: str = "Press Run: the Persona-judge answer appears here, token by token.") -> str:
-    """The Persona-judge pane: every token a span; a block boundary starts a new drafter mark."""
+                placeholder: str = "Press Run: the answer appears here, token by token.") -> str:
+    """Every token a span; for Persona-judge a block boundary starts a new drafter mark."""
     if not steps:
         inner = f'<span class="pj-placeholder">{esc(placeholder)}</span>'
     else:
         parts, previous = [], None
         for step in steps:
-            parts.append(token_span(step, new_block=previous is not None and step.block != previous,
-                                    persona_names=persona_names))
+            parts.append(token_span(step, new_block=step.drafter is not None and previous is not None
+                                    and step.block != previous, persona_names=persona_names))
             previous = step.block
         inner = "".join(parts)
     cursor = '<span class="pj-cursor" aria-hidden="true">▍</span>' if running else ""
     state = "running" if running else "done"
     return f'<div class="pj-tokens" data-state="{state}" data-count="{len(steps)}">{inner}{cursor}</div>'
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def panel_footer(steps: Sequence[Step], stats: dict | None, elapsed: float | None = None) -> str:
+    """One line under a panel: tokens, speed, acceptance per drafter, how much the answer loops."""
+    parts = [f"{len(steps)} tokens"]
+    if stats and stats.get("tokens_per_s"):
+        parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
+    elif elapsed and steps:
+        parts.append(f"{len(steps) / elapsed:.1f} tok/s")
+    if stats and stats.get("acceptance_rate") is not None:
+        by = stats.get("acceptance_rate_by_drafter") or {}
+        per = ", ".join(f"{label} drafts {_pct(rate)}" for label, rate in by.items())
+        parts.append(f"acceptance {_pct(stats['acceptance_rate'])}" + (f" ({per})" if per else ""))
+    parts.append(f"repeated 4-grams {_pct(repeated_ngram_share([s.token_id for s in steps]))}")
+    if stats:
+        parts.append("stopped at end of answer" if stats.get("stopped_by") == "eos" else "stopped at max new tokens")
+    return f'<div class="pj-panel-foot">{esc(" · ".join(parts))}</div>'
+
+
+def panel_html(title: str, about: str, steps: Sequence[Step], *, running: bool = False, stats: dict | None = None,
+               persona_names: dict[str, str] | None = None, elapsed: float | None = None) -> str:
+    """A method's panel: its name, what it does, its tokens, and a footer line once it has tokens."""
+    head = f'<div class="pj-panel-head"><b>{esc(title)}</b> <span class="pj-panel-about">{esc(about)}</span></div>'
+    foot = panel_footer(steps, stats, elapsed) if steps else ""
+    return head + tokens_html(steps, running=running, persona_names=persona_names) + foot
 
 
 def legend_html() -> str:
@@ -135,49 +189,19 @@ def legend_html() -> str:
         ("tok tok-accepted", "accepted", "the judge persona agreed with the drafter's token"),
         ("tok tok-resampled", "resampled", "the judge disagreed and chose its own token"),
         ("tok tok-bonus", "bonus", "an extra token the judge adds after a fully accepted block"),
+        ("tok tok-sampled", "sampled", "direct prompting: one prompt, plain sampling"),
+        ("tok tok-fused", "fused", "fusion: sampled from the personas' combined logits"),
     ]
     rows = "".join(f'<li><span class="{c}" style="--s:0.9">{esc(w)}</span> {esc(d)}</li>' for c, w, d in items)
+    swatches = "".join(f'<span class="tok drafter-{label} swatch">{label}</span>' for label in PERSONA_LABELS)
     marks = (
-        '<li><span class="tok drafter-A swatch">A</span> underline: persona A drafted this block '
-        '(B judged it)</li>'
-        '<li><span class="tok drafter-B swatch">B</span> underline: persona B drafted this block '
-        '(A judged it)</li>'
+        f'<li>{swatches} underline: the persona that drafted the block (Persona-judge), or that liked the '
+        'token most (fusion)</li>'
         '<li><span class="tok block-start swatch">|</span> a thin bar marks where a new block begins</li>'
         '<li>Stronger colour = the judge liked the token at least as much as the drafter (p/q ≥ 1); '
         'paler = the judge found it less likely. Hover a token for p, q, p/q and the decision.</li>'
     )
     return f'<div class="pj-legend"><ul>{rows}{marks}</ul></div>'
-
-
-def _fmt_rate(x) -> str:
-    return "–" if x is None else f"{100 * x:.0f}%"
-
-
-def _fmt_speed(stats: dict | None) -> str:
-    if not stats or stats.get("tokens_per_s") is None:
-        return "–"
-    return f"{stats['tokens_per_s']:.1f} tok/s"
-
-
-def stats_html(pj: dict | None, direct: dict | None = None) -> str:
-    """The stats row: acceptance (overall, per drafter), speed and forward passes of both methods."""
-    pj = pj or {}
-    by = pj.get("acceptance_rate_by_drafter") or {}
-    dec = pj.get("decisions") or {}
-    cards = [
-        ("Acceptance", _fmt_rate(pj.get("acceptance_rate")),
-         f"A drafts: {_fmt_rate(by.get('A'))} · B drafts: {_fmt_rate(by.get('B'))}"),
-        ("Decisions", f"{dec.get('accepted', 0)} / {dec.get('resampled', 0)} / {dec.get('bonus', 0)}",
-         "accepted / resampled / bonus"),
-        ("Persona-judge", _fmt_speed(pj),
-         f"{pj.get('new_tokens', 0)} tokens, {pj.get('blocks', 0)} blocks, {pj.get('forward_passes', 0)} forwards"),
-        ("Direct prompt", _fmt_speed(direct),
-         f"{(direct or {}).get('new_tokens', 0)} tokens, {(direct or {}).get('forward_passes', 0)} forwards"),
-    ]
-    body = "".join(
-        f'<div class="stat"><div class="stat-label">{esc(a)}</div><div class="stat-value">{esc(b)}</div>'
-        f'<div class="stat-sub">{esc(c)}</div></div>' for a, b, c in cards)
-    return f'<div class="pj-stats">{body}</div>'
 
 
 def message_html(text: str, kind: str = "info") -> str:

@@ -1,0 +1,253 @@
+"""What the app's events do, as methods of `Studio` (testable without a browser).
+
+`app.py` builds the page and wires each event to one of these methods; the outputs of a method
+are listed next to it, in the order the page passes its components. Every failure a visitor can
+cause ends as a readable message in the page (`render.message_html`), never a traceback; model
+output is escaped by `render`. The model is shared by every visitor (`ModelHolder`); results
+are per visitor (returned, or kept in a `gr.State`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from ..engine.settings import DecodeSettings
+from ..errors import InputError, PJudgeError
+from ..evaluation.alignment import judge_capacity
+from ..presets import pair, pair_personas, persona_text
+from . import charts, lab, records, render
+from .models import ModelHolder, describe, recommended_settings
+
+UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
+MAX_PERSONAS = 4
+SLOT_ABOUT = {
+    "persona-judge": "one persona drafts λ tokens, the next judges them; roles rotate every block",
+    "persona-judge-base": "A always drafts, B always judges",
+    "direct": "every preference written into one prompt",
+    "fusion": "every token sampled from the personas' combined logits",
+    "official": "what the official code does: roles swap once, some rejections resample from the draft",
+}
+
+
+def _quantize(four_bit) -> str | None:
+    return "4bit" if four_bit else None
+
+
+def _number(value, label: str, default: float, whole: bool = False) -> float | int:
+    """A form value as a number; an empty field is `default`; anything else is a readable error."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{label} must be a number; got {value!r}.") from None
+    if whole and number != int(number):
+        raise InputError(f"{label} must be a whole number; got {value!r}.")
+    return int(number) if whole else number
+
+
+def _about(slot: str) -> str:
+    if slot.startswith("direct["):
+        return "that persona's preference alone, plain sampling"
+    return SLOT_ABOUT[slot]
+
+
+class Studio:
+    """The app's event handlers around one shared `ModelHolder`."""
+
+    def __init__(self, models: ModelHolder | None = None):
+        self.models = models or ModelHolder()
+
+    # ------------------------------------------------------------------ model
+    def load(self, name, four_bit, progress=gr.Progress()):
+        """-> model status HTML."""
+        progress(0.1, desc=f"Loading {name or 'the bundled model'} …")
+        started = time.perf_counter()
+        try:
+            lm = self.models.get(name, _quantize(four_bit))
+        except PJudgeError as exc:
+            return render.message_html(str(exc), "error")
+        except Exception as exc:  # keep the page readable even for unexpected failures
+            return render.message_html(f"Could not load {name!r}: {type(exc).__name__}: {exc}", "error")
+        progress(1.0)
+        return render.message_html(f"{describe(lm)} ({time.perf_counter() - started:.1f} s)", "ok")
+
+    def status(self):
+        """-> model status HTML after a run (the run may have loaded the model)."""
+        lm = self.models.current()
+        return render.message_html(describe(lm), "ok") if lm else gr.skip()
+
+    # ------------------------------------------------------------------ the lab
+    def run(self, model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy,
+            temperature, top_k, top_p, max_new_tokens, seed, methods=lab.DEFAULT_SLOTS, n_personas=2,
+            persona_c=None, pref_c="", persona_d=None, pref_d="", alpha=0.0, weights="",
+            repetition_penalty=None, no_repeat_ngram_size=None) -> Iterator[tuple]:
+        """Every ticked method streams at once. Yields one value per output, in this order:
+        one panel HTML per `lab.SLOTS`, heatmap, log-ratio plot, acceptance plot, download
+        button, message, run record (gr.State)."""
+        skip = gr.skip()
+
+        def out(panels: dict | None = None, heatmap=skip, plot=skip, acceptance=skip, download=skip, message=skip,
+                record=skip) -> tuple:
+            panels = panels or {}
+            return (*[panels.get(slot, skip) for slot in lab.SLOTS], heatmap, plot, acceptance, download, message,
+                    record)
+
+        names = {"A": persona_a, "B": persona_b, "C": persona_c, "D": persona_d}
+        try:
+            count = _number(n_personas, "The number of personas", 2, whole=True)
+            if not 2 <= count <= MAX_PERSONAS:
+                raise InputError(f"Between 2 and {MAX_PERSONAS} personas can be compared; got {count}.")
+            if roles not in ("alternate", "fixed"):
+                raise InputError(f"Roles must be 'alternate' or 'fixed'; got {roles!r}.")
+            methods = [methods] if isinstance(methods, str) else list(methods or [])
+            texts = {"A": pref_a, "B": pref_b, "C": pref_c, "D": pref_d}
+            preferences = {label: texts[label] or "" for label in "ABCD"[:count]}
+            names = {label: names[label] or "custom" for label in preferences}
+            settings = DecodeSettings.from_inputs(
+                lam=lam, alternate=(roles != "fixed"), greedy=greedy, temperature=temperature, top_k=top_k,
+                top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, repetition_penalty=repetition_penalty,
+                no_repeat_ngram_size=no_repeat_ngram_size)
+            chosen = [m for m in lab.SLOTS if m in methods]
+            unknown = sorted(set(map(str, methods)) - set(lab.SLOTS))
+            if unknown:
+                raise InputError(f"Unknown method {unknown[0]!r}; known: {', '.join(lab.SLOTS)}.")
+            if not chosen:
+                raise InputError("Tick at least one method to compare.")
+            weight_values = lab.parse_weights(weights, count)
+            specs = {slot: lab.slot_spec(slot, alpha=_number(alpha, "Fusion α", 0.0), weights=weight_values,
+                                         alternate=settings.alternate) for slot in chosen}
+            for slot, spec in specs.items():
+                spec.check(preferences, settings)
+            if not self.models.is_loaded(model_name, _quantize(four_bit)):
+                yield out(message=render.message_html(f"Loading {model_name or 'the bundled model'} … "
+                                                      "(first run only)", "info"))
+            lm = self.models.get(model_name, _quantize(four_bit))
+            run = lab.LabRun(lm, query, preferences, specs, settings)
+        except PJudgeError as exc:
+            yield out(message=render.message_html(str(exc), "error"))
+            return
+
+        def panel(slot: str, running: bool) -> str:
+            p = run.panels[slot]
+            return render.panel_html(p.spec.label, _about(slot), p.steps, running=running and not p.done,
+                                     stats=p.result.stats if p.result else None, persona_names=names,
+                                     elapsed=time.perf_counter() - run.started)
+
+        placeholder = {slot: render.panel_html(run.panels[slot].spec.label, _about(slot), [], running=True)
+                       for slot in specs}
+        hidden = {slot: "" for slot in lab.SLOTS if slot not in specs}
+        yield out({**hidden, **placeholder}, heatmap=None, plot=None, acceptance=None,
+                  download=gr.update(visible=False),
+                  message=render.message_html(f"Running {len(specs)} method{'s' if len(specs) > 1 else ''} on "
+                                              f"{lm.name} …", "info"), record=None)
+        try:
+            last, changed = 0.0, set()
+            for slot in run:
+                changed.add(slot)
+                p = run.panels[slot]
+                first_token = len(p.steps) == 1 and not p.done
+                now = time.perf_counter()
+                if first_token or now - last >= UPDATE_EVERY_S:
+                    last = now
+                    yield out({s: panel(s, True) for s in changed})
+                    changed = set()
+            yield self._finish(run, out, names, preferences, settings, lm, query, panel)
+        except PJudgeError as exc:
+            yield out(message=render.message_html(str(exc), "error"))
+        finally:  # Stop (GeneratorExit here) or an error: release the model for the next click
+            run.close()
+
+    def _finish(self, run: lab.LabRun, out, names, preferences, settings, lm, query, panel) -> tuple:
+        pj = next((p for p in run.panels.values() if p.spec.method in ("persona-judge", "official")), None)
+        panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps)
+                         for p in run.panels.values()]
+        record = records.lab_record(
+            model=lm.describe(), query=query,
+            personas={label: {"name": names[label], "text": text} for label, text in preferences.items()},
+            settings=settings.to_dict(), panels=panel_records)
+        path = records.write_record(record)
+        summary = ", ".join(f"{p.spec.label} {len(p.steps)} tokens" for p in run.panels.values())
+        return out(
+            {slot: panel(slot, False) for slot in run.panels},
+            heatmap=charts.heatmap_figure(pj.steps) if pj else None,
+            plot=charts.logratio_figure(pj.steps) if pj else None,
+            acceptance=charts.acceptance_figure(pj.steps) if pj else None,
+            download=gr.update(value=path, visible=True),
+            message=render.message_html(f"Done: {summary}. Hover the tokens for details.", "ok"),
+            record=record)
+
+    # ------------------------------------------------------------------ judge capacity
+    def capacity(self, model_name, four_bit, n, progress=gr.Progress()):
+        """-> capacity result HTML: can this model tell two personas apart?"""
+        try:
+            progress(0.0, desc="Loading the model …")
+            lm = self.models.get(model_name, _quantize(four_bit))
+            result = judge_capacity(lm, n=int(n), seed=0,
+                                    progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
+        except PJudgeError as exc:
+            return render.message_html(str(exc), "error")
+        except (TypeError, ValueError) as exc:
+            return render.message_html(f"Invalid input: {exc}", "error")
+        return render.message_html(capacity_text(lm.name, result), "ok")
+
+    # ------------------------------------------------------------------ persona controls (no model)
+    @staticmethod
+    def persona_changed(name):
+        """-> the preference text of a persona preset."""
+        if not name:
+            return gr.skip()
+        try:
+            return persona_text(name)
+        except PJudgeError:
+            return gr.skip()
+
+    @staticmethod
+    def pair_changed(name):
+        """-> persona A, preference A, persona B, preference B."""
+        try:
+            (a, b), (text_a, text_b) = pair_personas(name), pair(name)
+        except PJudgeError:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return a, text_a, b, text_b
+
+    @staticmethod
+    def swap(persona_a, pref_a, persona_b, pref_b):
+        return persona_b, pref_b, persona_a, pref_a
+
+    @staticmethod
+    def persona_count(count, methods):
+        """-> count, persona C column, persona D column, methods (choices and value)."""
+        count = max(2, min(MAX_PERSONAS, int(count)))
+        choices = lab.method_choices(count)
+        allowed = {slot for _, slot in choices}
+        return (count, gr.update(visible=count >= 3), gr.update(visible=count >= 4),
+                gr.update(choices=choices, value=[m for m in (methods or []) if m in allowed]))
+
+    @staticmethod
+    def panels_visible(methods):
+        """-> one visibility update per panel (in `lab.SLOTS` order)."""
+        ticked = set(methods or [])
+        return tuple(gr.update(visible=slot in ticked) for slot in lab.SLOTS)
+
+    @staticmethod
+    def model_changed(model_id):
+        """-> repetition penalty, no-repeat n-gram size: the model preset's recommended values."""
+        settings = recommended_settings(model_id)
+        return settings.repetition_penalty, settings.no_repeat_ngram_size
+
+
+def capacity_text(name: str, res: dict) -> str:
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.0f}%"
+
+    low, high = res.get("low"), res.get("high")
+    interval = f" (95% interval {pct(low)}–{pct(high)})" if low is not None and high is not None else ""
+    parts = [f"{persona}: {pct(value.get('accuracy'))}" for persona, value in (res.get("by_persona") or {}).items()]
+    per = f"; by persona: {', '.join(parts)}" if parts else ""
+    return (f"{name}: alignment accuracy {pct(res.get('accuracy'))}{interval} on {res.get('n')} student/PhD "
+            f"preference pairs{per}. Near 50% means the model barely tells the two personas apart, so it is a "
+            "weak judge.")

@@ -1,0 +1,133 @@
+"""The live lab: several run specs decoding side by side, their steps interleaved in one loop.
+
+The page has a fixed set of panels (`SLOTS`), one per run spec it can compare; the visitor ticks
+which to run. `method_choices(n)` says what can be ticked with n personas, `slot_spec` turns a
+ticked slot into a `RunSpec`, and `LabRun` runs them all at once: every step goes to the panel
+that has the fewest tokens so far, so all panels grow together and each shows its first token
+after one step of its own. Nothing here knows about Gradio; the app's handler renders the
+panels a few times per second while iterating a `LabRun`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from ..engine.methods import LABELS
+from ..engine.settings import DecodeSettings
+from ..engine.specs import RunSpec
+from ..engine.trace import Result, Step, Stream
+from ..errors import InputError
+
+# slot -> (the run spec it shows, the panel's elem_id suffix)
+SLOTS = ("persona-judge", "direct", "persona-judge-base", "direct[A]", "direct[B]", "direct[C]", "direct[D]",
+         "fusion", "official")
+DEFAULT_SLOTS = ("persona-judge", "direct")
+
+
+def slot_id(slot: str) -> str:
+    """The HTML id suffix of a slot's panel: ``panel-<id>``."""
+    return RunSpec.parse(slot).slug
+
+
+def method_choices(n_personas: int) -> list[tuple[str, str]]:
+    """(label, slot) of every spec that can run with `n_personas` preferences."""
+    labels = LABELS[:n_personas]
+    choices = [("Persona-judge", "persona-judge"), ("Direct prompting (all preferences in one prompt)", "direct")]
+    if n_personas == 2:
+        choices.append(("Persona-judge-Base (A always drafts, B judges)", "persona-judge-base"))
+    choices += [(f"{label} alone", f"direct[{label}]") for label in labels]
+    choices.append(("Fusion (logits mixed every token; α and weights below)", "fusion"))
+    if n_personas == 2:
+        choices.append(("Official-code behaviour (not Algorithm 1)", "official"))
+    return choices
+
+
+def slot_spec(slot: str, *, alpha: float = 0.0, weights: tuple[float, ...] | None = None,
+              alternate: bool = True) -> RunSpec:
+    """The RunSpec a panel runs. Fusion takes α and weights from the parameters; the
+    Persona-judge panel follows the roles setting (fixed roles make it Persona-judge-Base)."""
+    if slot not in SLOTS:
+        raise InputError(f"Unknown method {slot!r}; choose among {', '.join(SLOTS)}.")
+    if slot == "fusion":
+        options = [f"alpha={alpha:g}"] + ([f"weights={':'.join(f'{w:g}' for w in weights)}"] if weights else [])
+        return RunSpec.parse(f"fusion({','.join(options)})")
+    if slot == "persona-judge" and not alternate:
+        return RunSpec.parse("persona-judge-base")
+    return RunSpec.parse(slot)
+
+
+def parse_weights(text: str | None, n_personas: int) -> tuple[float, ...] | None:
+    """Fusion weights typed as "2:1" (or "2, 1"); empty means equal weights."""
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).replace(",", ":").replace(" ", "").split(":")
+    try:
+        weights = tuple(float(p) for p in parts if p)
+    except ValueError:
+        raise InputError(f"Fusion weights are numbers separated by ':' (e.g. 2:1); got {text!r}.") from None
+    if len(weights) != n_personas:
+        raise InputError(f"Fusion needs one weight per persona: {n_personas} personas, {len(weights)} weights "
+                         f"({text!r}).")
+    return weights
+
+
+@dataclass
+class Panel:
+    slot: str
+    spec: RunSpec
+    stream: Stream
+    steps: list[Step] = field(default_factory=list)
+    result: Result | None = None
+    first_token_s: float | None = None
+    stopped: bool = False  # closed before the end (Stop)
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.stopped
+
+
+class LabRun:
+    """Every ticked spec on the same query, preferences, settings and seed, decoded together.
+
+    Iterating yields the slot that just received a step (or finished). `close()` stops every
+    stream (a Stop click); the panels keep what they had.
+    """
+
+    def __init__(self, lm, query: str, preferences: Mapping[str, str], specs: Mapping[str, RunSpec],
+                 settings: DecodeSettings):
+        if not specs:
+            raise InputError("Tick at least one method to compare.")
+        self.started = time.perf_counter()
+        self.panels: dict[str, Panel] = {}
+        try:  # every spec is validated (and its prompt built) before anything decodes
+            for slot, spec in specs.items():
+                self.panels[slot] = Panel(slot, spec, spec.stream(lm, query, preferences, settings))
+        except Exception:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            running = [p for p in self.panels.values() if not p.done]
+            if not running:
+                return
+            panel = min(running, key=lambda p: len(p.steps))
+            try:
+                panel.steps.append(next(panel.stream))
+                if panel.first_token_s is None:
+                    panel.first_token_s = time.perf_counter() - self.started
+            except StopIteration:
+                panel.result = panel.stream.result
+                panel.stopped = panel.result is None
+            yield panel.slot
+
+    def close(self) -> None:
+        for panel in self.panels.values():
+            panel.stream.close()
+            panel.stopped = panel.result is None
+
+    @property
+    def done(self) -> bool:
+        return all(p.done for p in self.panels.values())

@@ -1,0 +1,89 @@
+"""The live lab's logic without a browser: which methods can be ticked, their specs, and several
+streams decoding together with their steps interleaved."""
+
+import pytest
+
+from pjudge_core import DecodeSettings, InputError, generate
+from pjudge_core.ui import lab
+
+PREFS = {"A": "Be concise.", "B": "Be imaginative."}
+QUERY = "Describe a sunset"
+
+
+def test_method_choices_follow_the_number_of_personas():
+    two = [slot for _, slot in lab.method_choices(2)]
+    assert two == ["persona-judge", "direct", "persona-judge-base", "direct[A]", "direct[B]", "fusion", "official"]
+    four = [slot for _, slot in lab.method_choices(4)]
+    assert "direct[D]" in four and "persona-judge-base" not in four and "official" not in four
+    assert any("fusion" in label.lower() for label, _ in lab.method_choices(3))
+    assert set(two) | set(four) <= set(lab.SLOTS)
+
+
+def test_every_slot_has_a_panel_id():
+    ids = [lab.slot_id(slot) for slot in lab.SLOTS]
+    assert len(set(ids)) == len(ids) and "fusion" in ids and "direct-a" in ids
+
+
+def test_slot_specs_take_fusions_parameters_and_the_roles_setting():
+    assert lab.slot_spec("fusion").key == "fusion"
+    assert lab.slot_spec("fusion", alpha=0.5, weights=(2.0, 1.0)).key == "fusion(alpha=0.5,weights=2:1)"
+    assert lab.slot_spec("persona-judge", alternate=False).key == "persona-judge-base"
+    assert lab.slot_spec("direct[B]").label == "B alone"
+    with pytest.raises(InputError, match="Unknown method"):
+        lab.slot_spec("beam")
+
+
+@pytest.mark.parametrize("text, n, expected", [("", 2, None), ("2:1", 2, (2.0, 1.0)), ("1, 2, 3", 3, (1.0, 2.0, 3.0))])
+def test_fusion_weights_are_read_from_text(text, n, expected):
+    assert lab.parse_weights(text, n) == expected
+
+
+@pytest.mark.parametrize("text, message", [("a:b", "numbers separated by ':'"), ("1:2:3", "one weight per persona")])
+def test_bad_fusion_weights_get_a_sentence(text, message):
+    with pytest.raises(InputError, match=message):
+        lab.parse_weights(text, 2)
+
+
+def test_panels_grow_together_and_end_with_the_same_tokens_as_separate_runs(tiny_lm):
+    settings = DecodeSettings(max_new_tokens=30, seed=2)
+    specs = {slot: lab.slot_spec(slot, alpha=0.5) for slot in ("persona-judge", "direct", "fusion")}
+    run = lab.LabRun(tiny_lm, QUERY, PREFS, specs, settings)
+    order = list(run)
+    assert run.done
+    # interleaved: while every panel runs, no panel gets more than one step ahead of the slowest
+    lengths = {slot: 0 for slot in specs}
+    for slot in order:
+        if len(run.panels[slot].steps) > lengths[slot]:
+            lengths[slot] += 1
+            running = [s for s in specs if lengths[s] < len(run.panels[s].steps)]
+            if running:
+                assert lengths[slot] <= min(lengths[s] for s in running) + 1
+    assert order[:3] == ["persona-judge", "direct", "fusion"]  # every panel's first token comes early
+    for slot, spec in specs.items():
+        alone = spec.run(tiny_lm, QUERY, PREFS, settings)
+        assert run.panels[slot].result.token_ids == alone.token_ids
+        assert run.panels[slot].first_token_s is not None
+
+
+def test_close_stops_every_panel(tiny_lm):
+    settings = DecodeSettings(max_new_tokens=60, seed=2)
+    run = lab.LabRun(tiny_lm, QUERY, PREFS, {s: lab.slot_spec(s) for s in ("persona-judge", "direct")}, settings)
+    for i, _ in zip(range(10), run):
+        pass
+    run.close()
+    counts = {slot: len(p.steps) for slot, p in run.panels.items()}
+    assert list(run) == []  # nothing more comes ...
+    assert {slot: len(p.steps) for slot, p in run.panels.items()} == counts  # ... and no new tokens
+    assert all(p.result is None and p.stopped and p.done for p in run.panels.values())
+
+
+def test_nothing_decodes_when_a_spec_is_refused(tiny_lm):
+    settings = DecodeSettings(max_new_tokens=10)
+    with pytest.raises(InputError, match="names persona C"):
+        lab.LabRun(tiny_lm, QUERY, PREFS, {"direct": lab.slot_spec("direct"), "direct[C]": lab.slot_spec("direct[C]")},
+                   settings)
+    with pytest.raises(InputError, match="Tick at least one method"):
+        lab.LabRun(tiny_lm, QUERY, PREFS, {}, settings)
+    with pytest.raises(InputError, match="query is empty"):
+        lab.LabRun(tiny_lm, " ", PREFS, {"direct": lab.slot_spec("direct")}, settings)
+    assert generate(tiny_lm, "direct", QUERY, PREFS, settings).token_ids  # the model is untouched
