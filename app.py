@@ -25,6 +25,7 @@ import gradio as gr
 from pjudge_core import DecodeSettings, LoadedModel
 from pjudge_core import presets as P
 from pjudge_core.ui import lab, render
+from pjudge_core.ui.access import Access
 from pjudge_core.ui.fields import raw
 from pjudge_core.ui.handlers import MAX_PERSONAS, Studio
 from pjudge_core.ui.models import ModelHolder, default_model, first_run, model_choices
@@ -34,7 +35,6 @@ CSS_PATH = HERE / "assets" / "style.css"
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 CONCURRENCY_ID = "model"  # every event that uses the model shares one queue slot
 MODELS = ModelHolder()
-STUDIO = Studio(MODELS)
 
 INTRO = """
 # Persona-judge Studio
@@ -52,8 +52,11 @@ def register_model(name: str, lm: LoadedModel) -> None:
     MODELS.register(name, lm)
 
 
-def default_model_id() -> str:
-    return default_model(ON_SPACES)
+def default_model_id(access: Access | None = None) -> str:
+    model_id = default_model(ON_SPACES)
+    if access is not None and access.public and model_id not in access.models and access.models:
+        return access.models[0]
+    return model_id
 
 
 def persona_column(label: str, names: list[str], value: str, visible: bool = True):
@@ -66,10 +69,13 @@ def persona_column(label: str, names: list[str], value: str, visible: bool = Tru
     return column, preset, text
 
 
-def build_demo() -> gr.Blocks:
+def build_demo(access: Access | None = None) -> gr.Blocks:
+    """The page; `access` (default: from the environment) says whether it is a public deployment."""
+    access = access or Access.from_env()
+    studio = Studio(MODELS, access)
     data = P.presets()
     persona_names = list(data.personas)
-    model_id = default_model_id()
+    model_id = default_model_id(access)
     first_pair, first_query, recommended = first_run(model_id)
     pa, pb = P.pair_personas(first_pair) if first_pair else (persona_names[0], persona_names[-1])
     queries = data.queries or [first_query]
@@ -77,15 +83,19 @@ def build_demo() -> gr.Blocks:
 
     with gr.Blocks(title="Persona-judge Studio") as demo:
         gr.Markdown(INTRO)
+        if access.public:
+            gr.Markdown(access.notice(), elem_id="public-notice")
         record = gr.State(None)
         # How many personas are shown (2-4). A hidden number rather than a State, so API callers can set it.
         n_personas = raw(gr.Number(2, visible=False, precision=0, elem_id="n-personas"))
 
         # ---- model
         with gr.Row(equal_height=False):
-            model = gr.Dropdown(model_choices(), value=model_id, label="Model",
-                                info="A preset, or type any Hugging Face id / local folder / .gguf path",
-                                allow_custom_value=True, scale=4, elem_id="model-select")
+            model = raw(gr.Dropdown(
+                model_choices(access.models if access.public else None), value=model_id, label="Model",
+                info=("The models this demo offers" if access.public else
+                      "A preset, or type any Hugging Face id / local folder / .gguf path"),
+                allow_custom_value=not access.public, scale=4, elem_id="model-select"))
             with gr.Column(scale=1, min_width=160):
                 four_bit = gr.Checkbox(False, label="4-bit (needs a CUDA GPU)", elem_id="four-bit")
                 load_btn = gr.Button("Load", elem_id="load-btn")
@@ -167,7 +177,7 @@ def build_demo() -> gr.Blocks:
             gr.Markdown("Scores a sample of the P-Soups student/PhD preference pairs: how often the "
                         "persona-prompted model prefers the answer written for that persona.")
             with gr.Row():
-                cap_n = gr.Slider(10, 200, value=40, step=10, label="pairs to score")
+                cap_n = raw(gr.Slider(10, 200, value=40, step=10, label="pairs to score"))
                 cap_btn = gr.Button("Measure judge capacity", elem_id="capacity-btn")
             cap_out = gr.HTML("", elem_id="capacity-result")
 
@@ -184,23 +194,23 @@ def build_demo() -> gr.Blocks:
                          count_outputs, api_visibility="private")
         methods.change(Studio.panels_visible, methods, panel_columns, api_visibility="private")
         model.change(Studio.model_changed, model, [repetition_penalty, no_repeat], api_visibility="private")
-        load_btn.click(GPU(STUDIO.load), [model, four_bit], model_msg, concurrency_id=CONCURRENCY_ID,
+        load_btn.click(GPU(studio.load), [model, four_bit], model_msg, concurrency_id=CONCURRENCY_ID,
                        api_name="load")
         run_event = run_btn.click(
-            GPU(STUDIO.run),
+            GPU(studio.run),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
              top_k, top_p, max_new, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
              repetition_penalty, no_repeat],
             [*panel_html, heatmap, plot, acceptance, download, run_msg, record],
             concurrency_id=CONCURRENCY_ID, api_name="run",
         )
-        run_event.then(STUDIO.status, None, model_msg, api_visibility="private")
+        run_event.then(studio.status, None, model_msg, api_visibility="private")
         stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, run_msg, cancels=[run_event],
                        api_visibility="private")
-        cap_btn.click(GPU(STUDIO.capacity), [model, four_bit, cap_n], cap_out, concurrency_id=CONCURRENCY_ID,
+        cap_btn.click(GPU(studio.capacity), [model, four_bit, cap_n], cap_out, concurrency_id=CONCURRENCY_ID,
                       api_name="capacity")
 
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=1, max_size=access.queue_size if access.public else None)
     return demo
 
 

@@ -8,8 +8,9 @@ field:
   * ``personas.json``: ``{"personas": {name: {"text": str, "group"?: str}}}``
   * ``pairs.json``:    ``{"pairs": {name: {"a": persona name, "b": persona name, "about"?: str}}}``
   * ``models.json``:   ``{"models": [{"id": str, "label"?, "size"?, "note"?, "spaces_default"?: bool,
-    "settings"?: {DecodeSettings field: value}}]}`` (``settings`` are the model's recommended
-    decoding settings, which the app applies when the model is picked)
+    "public"?: bool, "four_bit"?: bool, "settings"?: {DecodeSettings field: value}}]}``
+    (``settings`` are the model's recommended decoding settings, which the app applies when the
+    model is picked; ``public`` and ``four_bit`` form a public deployment's allow-list)
   * ``queries.json``:  ``{"queries": [str, ...]}``
 
 A top-level ``"_about"`` string documents a file. Shared by the command line and the app.
@@ -60,6 +61,8 @@ class ModelPreset(_Strict):
     size: str = ""
     note: str = ""
     spaces_default: bool = False
+    public: bool = False  # on the allow-list of a public deployment
+    four_bit: bool = False  # a public deployment may load it in 4-bit
     settings: dict[str, float | int | bool] = Field(default_factory=dict)
 
     @field_validator("settings")

@@ -122,13 +122,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(models: dict, **launch):
+def serve_app(models: dict, access=None, **launch):
     """Build the app with `models` registered by name, serve it on a free port, yield its URL."""
-    import app
+    import app  # the app imports gradio: only the tests that serve it pay for that
 
     for name, lm in models.items():
         app.register_model(name, lm)
-    demo = app.build_demo()
+    demo = app.build_demo(access)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True, **launch)
     try:

@@ -29,16 +29,18 @@ PANEL = {slot: i for i, slot in enumerate(lab.SLOTS)}  # the run's outputs: one 
 HEATMAP, PLOT, ACCEPTANCE, DOWNLOAD, MESSAGE = range(len(lab.SLOTS), len(lab.SLOTS) + 5)
 
 
-def run_args(model="tiny-test", max_new=48, seed=7, query=QUERY, pref_a=PREF_A, **extra):
-    # model, 4bit, persona A, pref A, persona B, pref B, query, λ, roles, greedy, T, top-k, top-p, max new, seed
-    args = [model, False, "vivid", pref_a, "creative", PREF_B, query, 4, "alternate", False, 0.9, 20, 0.9,
-            max_new, seed]
-    # methods, number of personas, persona C, pref C, persona D, pref D, fusion α, fusion weights, repetition
-    # penalty, no-repeat n-gram size
-    more = dict(methods=["persona-judge", "direct"], n=2, persona_c=None, pref_c="", persona_d=None, pref_d="",
-                alpha=0.0, weights="", repetition_penalty=1.0, no_repeat=0)
-    more.update(extra)
-    return args + list(more.values())
+RUN_DEFAULTS = dict(  # the /run API's parameters, in order, with this file's test values
+    model="tiny-test", four_bit=False, persona_a="vivid", pref_a=PREF_A, persona_b="creative", pref_b=PREF_B,
+    query=QUERY, lam=4, roles="alternate", greedy=False, temperature=0.9, top_k=20, top_p=0.9, max_new=48, seed=7,
+    methods=["persona-judge", "direct"], n=2, persona_c=None, pref_c="", persona_d=None, pref_d="", alpha=0.0,
+    weights="", repetition_penalty=1.0, no_repeat=0,
+)
+
+
+def run_args(**changes):
+    unknown = set(changes) - set(RUN_DEFAULTS)
+    assert not unknown, f"not a /run parameter: {unknown}"
+    return list({**RUN_DEFAULTS, **changes}.values())
 
 
 def downloaded(value) -> dict:

@@ -70,7 +70,7 @@ def test_bad_input_is_one_line_on_stderr_with_nonzero_exit(tiny_folder, args, me
 
 
 def test_unknown_model_and_4bit_without_cuda_are_one_line_errors():
-    for extra, message in ((["--model", "no-such-org/no-such-model"], "Could not load"),
+    for extra, message in ((["--model", "no-such-org/no-such-model"], "No network"),
                            (["--quantize", "4bit"], "needs a CUDA GPU")):
         out = cli("generate", "--query", "hi", "--pref-a", "a", "--pref-b", "b", *extra,
                   env={"CUDA_VISIBLE_DEVICES": ""})

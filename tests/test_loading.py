@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import transformers
 from conftest import make_tiny_lm
 
 import pjudge_core.engine.loading as loading
@@ -36,11 +37,11 @@ def test_missing_paths_give_one_sentence(name, message):
         load_model(name)
 
 
-def test_unknown_hub_id_offline_says_what_was_tried(monkeypatch):
+def test_unknown_hub_id_offline_says_what_is_here_instead(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match=r"Could not load 'no-such-org/no-such-model' from the Hugging Face hub") as info:
+    with pytest.raises(ModelLoadError, match=r"No network: 'no-such-org/no-such-model' is not on this machine") as info:
         load_model("no-such-org/no-such-model")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "Models already on this machine: bundled" in str(info.value)
 
 
 @pytest.mark.parametrize("quantize", ["4bit", "8bit"])
@@ -79,7 +80,7 @@ def test_remote_code_is_only_trusted_when_asked(monkeypatch, tmp_path):
         seen.setdefault("trust", []).append(kwargs.get("trust_remote_code"))
         raise OSError("stop here")
 
-    import transformers
+    monkeypatch.setattr(loading, "hub_reachable", lambda: True)  # pretend the hub answers
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake_from_pretrained)
     for trust in (False, True):
         with pytest.raises(ModelLoadError):

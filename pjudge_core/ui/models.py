@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+from ..engine.hub import local_models
 from ..engine.loading import BUNDLED, LoadedModel, load_model
 from ..engine.methods import generate
 from ..engine.settings import DecodeSettings
@@ -71,9 +72,22 @@ def default_model(on_spaces: bool) -> str:
     return BUNDLED
 
 
-def model_choices() -> list[tuple[str, str]]:
-    """(label, id) for the model dropdown, presets first (the bundled model leads)."""
-    return [(f"{m.name}  ·  {m.size}" if m.size else m.name, m.id) for m in model_presets()]
+def model_choices(allowed: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """(label, id) for the model dropdown: the bundled model, then what is already on this machine
+    (the local Hugging Face cache, GGUF files in $PJUDGE_GGUF_DIR), then the other presets. With
+    `allowed` (a public deployment's allow-list) only those."""
+    presets = {m.id: m for m in model_presets()}
+    ids = list(dict.fromkeys([BUNDLED, *local_models(), *presets]))
+    if allowed is not None:
+        ids = [i for i in ids if i in allowed] + [i for i in allowed if i not in ids]
+    choices = []
+    for model_id in ids:
+        preset = presets.get(model_id)
+        if preset:
+            choices.append((f"{preset.name}  ·  {preset.size}" if preset.size else preset.name, model_id))
+        else:
+            choices.append((f"{model_id}  ·  on this machine", model_id))
+    return choices
 
 
 def recommended_settings(model_id: str) -> DecodeSettings:
