@@ -97,7 +97,9 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
                       "A preset, or type any Hugging Face id / local folder / .gguf path"),
                 allow_custom_value=not access.public, scale=4, elem_id="model-select"))
             with gr.Column(scale=1, min_width=160):
-                four_bit = gr.Checkbox(False, label="4-bit (needs a CUDA GPU)", elem_id="four-bit")
+                four_bit = gr.Checkbox(False, label="4-bit (NF4, CPU or GPU)", elem_id="four-bit",
+                                       info="A third of the memory. Slower on CPUs without AVX512-BF16 "
+                                            "(about 2× here); on a GPU, the way to fit 3B–8B models.")
                 load_btn = gr.Button("Load", elem_id="load-btn")
         model_msg = gr.HTML(render.message_html("No model loaded yet; it loads on Load or on the first Run.", "info"),
                             elem_id="model-status")

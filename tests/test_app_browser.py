@@ -194,6 +194,29 @@ def test_add_personas_tick_methods_and_watch_them_stream_together(server, browse
     page.close()
 
 
+def test_the_page_stays_responsive_with_four_panels_of_256_tokens(server, browser, capsys):
+    page = open_page(browser, server)
+    choose(page, "model-select", "tiny-test", custom=True)
+    tick(page, "fusion")
+    tick(page, "A alone")
+    set_number(page, "max-new", 256)
+    page.get_by_text("Decoding parameters").click()  # closed again: the test reopens it mid-run
+    run(page)
+    page.wait_for_function("() => document.querySelectorAll('#tokens-fusion span.tok').length > 20", timeout=60_000)
+    started = time.perf_counter()
+    page.get_by_text("Decoding parameters").click()
+    page.locator("#max-new input[type=number]").wait_for(state="visible", timeout=10_000)
+    opened = time.perf_counter() - started
+    running = page.locator("#run-status .pj-msg-ok").count() == 0
+    wait_done(page, timeout=120_000)
+    counts = [token_count(page, i) for i in ("pj-tokens", "direct-output", "tokens-fusion", "tokens-direct-a")]
+    with capsys.disabled():
+        print(f"\naccordion opened {opened:.2f} s after the click, mid-run={running}; tokens {counts}")
+    assert running, "the run ended before the page was tried; the check proved nothing"
+    assert all(c > 20 for c in counts)
+    page.close()
+
+
 def test_bad_input_is_a_message_in_the_page(server, browser):
     page = open_page(browser, server)
     choose(page, "model-select", "tiny-test", custom=True)

@@ -69,9 +69,9 @@ def test_bad_input_is_one_line_on_stderr_with_nonzero_exit(tiny_folder, args, me
     assert_one_line_error(out, message)
 
 
-def test_unknown_model_and_4bit_without_cuda_are_one_line_errors():
+def test_unknown_model_and_8bit_without_cuda_are_one_line_errors():
     for extra, message in ((["--model", "no-such-org/no-such-model"], "No network"),
-                           (["--quantize", "4bit"], "needs a CUDA GPU")):
+                           (["--quantize", "8bit"], "8-bit quantization runs only on a CUDA GPU")):
         out = cli("generate", "--query", "hi", "--pref-a", "a", "--pref-b", "b", *extra,
                   env={"CUDA_VISIBLE_DEVICES": ""})
         assert out.returncode == 2

@@ -44,11 +44,18 @@ def test_unknown_hub_id_offline_says_what_is_here_instead(monkeypatch):
     assert "\n" not in str(info.value) and "Models already on this machine: bundled" in str(info.value)
 
 
-@pytest.mark.parametrize("quantize", ["4bit", "8bit"])
-def test_quantization_without_cuda_is_refused_not_run_slowly(monkeypatch, quantize):
+def test_eight_bit_without_cuda_is_refused_with_a_pointer_to_four_bit(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
-        load_model("bundled", quantize=quantize)
+    with pytest.raises(ModelLoadError, match="8-bit quantization runs only on a CUDA GPU.*use 4bit"):
+        load_model("bundled", quantize="8bit")
+
+
+def test_quantised_weights_go_to_one_device_cpu_or_cuda():
+    assert loading.device_map("cpu") == {"": "cpu"}
+    assert loading.device_map("cuda") == {"": 0} and loading.device_map("cuda:1") == {"": 1}
+    cpu = loading.quantization_config("4bit", torch.float32, "cpu")
+    assert cpu.load_in_4bit and cpu.bnb_4bit_compute_dtype == torch.float32
+    assert loading.quantization_config(None, torch.float32, "cpu") is None
 
 
 def test_unknown_quantization_and_dtype_are_refused():

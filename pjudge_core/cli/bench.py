@@ -6,20 +6,28 @@ import argparse
 import json
 import sys
 
-from ..evaluation.benchmark import format_report, run_benchmark
+from ..engine.loading import load_model
+from ..evaluation.benchmark import format_report, run_benchmark, run_quantization_benchmark
 from .args import add_model_arguments, load_from_args
 
 
 def run(args: argparse.Namespace) -> int:
-    lm = load_from_args(args)
-    report = run_benchmark(lm, short=args.tokens, long=args.long_tokens, repeats=args.repeats, lam=args.lam,
-                           progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.quantize:  # the same model in float32 and quantised, interleaved
+        full = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        models = {full.dtype: full, args.quantize: load_from_args(args)}
+        report = run_quantization_benchmark(models, tokens=args.tokens, repeats=args.repeats, lam=args.lam,
+                                            progress=progress)
+    else:
+        report = run_benchmark(load_from_args(args), short=args.tokens, long=args.long_tokens, repeats=args.repeats,
+                               lam=args.lam, progress=progress)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="per-token time and peak memory against transformers' generate()")
+    p = sub.add_parser("bench", help="per-token time and peak memory against transformers' generate(); with "
+                                     "--quantize 4bit: the quantised model against float32")
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--long-tokens", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)

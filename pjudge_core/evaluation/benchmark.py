@@ -77,49 +77,54 @@ def _timed(fn, device: str) -> tuple[float, PeakMemory, object]:
     return seconds, memory, out
 
 
-def run_benchmark(lm, *, short: int = 128, long: int = 512, repeats: int = 3, lam: int = 4,
-                  progress=lambda message: None) -> dict:
-    device = str(lm.model.device)
-    settings = DecodeSettings(lam=lam)  # the library defaults: the paper's sampling settings
-    combined = prompt_ids(lm.tokenizer, QUERY, PREFS)
-    input_ids = torch.tensor([combined], device=lm.model.device)
-
-    def generate_hf(n):
-        with torch.no_grad():
-            return lm.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
-                                     max_new_tokens=n, min_new_tokens=n, pad_token_id=lm.tokenizer.eos_token_id,
-                                     temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
-
-    def ours(method, n):
-        return lambda seed: generate(lm, method, QUERY, PREFS, settings.replace(max_new_tokens=n, seed=seed),
-                                     ignore_eos=True)
-
-    runs = {
-        "generate": lambda seed: generate_hf(short),
-        "direct": ours("direct", short),
-        "persona_judge": ours("persona-judge", short),
-        "fusion": ours("fusion", short),
-        "persona_judge_long": ours("persona-judge", long),
-        "direct_long": ours("direct", long),
-    }
-    tokens = {"generate": short, "direct": short, "persona_judge": short, "fusion": short,
-              "persona_judge_long": long, "direct_long": long}
+def interleaved(runs: dict, tokens: dict, repeats: int, device: str, progress) -> tuple[dict, dict, dict]:
+    """Run every `runs[name](seed)` once per repeat, in turn; median seconds per token, peak memory
+    (bytes) and the last output of each run."""
     per_token = {name: [] for name in runs}
     peak = {name: 0 for name in runs}
-    acceptance = []
-    progress("warm-up")
-    runs["generate"](0)
-    runs["persona_judge"](0)
+    outputs = {}
     for r in range(repeats):
         for name, fn in runs.items():
             progress(f"repeat {r + 1}/{repeats}: {name} ({tokens[name]} tokens)")
             torch.manual_seed(r)
-            seconds, memory, out = _timed(lambda: fn(r), device)
+            seconds, memory, outputs[name] = _timed(lambda: fn(r), device)
             per_token[name].append(seconds / tokens[name])
             peak[name] = max(peak[name], memory.peak)
-            if name.startswith("persona_judge"):
-                acceptance.append(out.stats["acceptance_rate"])
-    median = {name: statistics.median(values) for name, values in per_token.items()}
+    return {name: statistics.median(v) for name, v in per_token.items()}, peak, outputs
+
+
+def _hf_generate(lm, n: int, settings: DecodeSettings):
+    """transformers' own generate() on one prompt holding both preferences, forced to n tokens."""
+    input_ids = torch.tensor([prompt_ids(lm.tokenizer, QUERY, PREFS)], device=lm.model.device)
+    with torch.no_grad():
+        return lm.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+                                 max_new_tokens=n, min_new_tokens=n, pad_token_id=lm.tokenizer.eos_token_id,
+                                 temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
+
+
+def _ours(lm, method: str, n: int, settings: DecodeSettings):
+    return lambda seed: generate(lm, method, QUERY, PREFS, settings.replace(max_new_tokens=n, seed=seed),
+                                 ignore_eos=True)
+
+
+def run_benchmark(lm, *, short: int = 128, long: int = 512, repeats: int = 3, lam: int = 4,
+                  progress=lambda message: None) -> dict:
+    device = str(lm.model.device)
+    settings = DecodeSettings(lam=lam)  # the library defaults: the paper's sampling settings
+    runs = {
+        "generate": lambda seed: _hf_generate(lm, short, settings),
+        "direct": _ours(lm, "direct", short, settings),
+        "persona_judge": _ours(lm, "persona-judge", short, settings),
+        "fusion": _ours(lm, "fusion", short, settings),
+        "persona_judge_long": _ours(lm, "persona-judge", long, settings),
+        "direct_long": _ours(lm, "direct", long, settings),
+    }
+    tokens = {"generate": short, "direct": short, "persona_judge": short, "fusion": short,
+              "persona_judge_long": long, "direct_long": long}
+    progress("warm-up")
+    runs["generate"](0)
+    runs["persona_judge"](0)
+    median, peak, outputs = interleaved(runs, tokens, repeats, device, progress)
     return {
         "model": lm.name,
         "device": device,
@@ -130,7 +135,7 @@ def run_benchmark(lm, *, short: int = 128, long: int = 512, repeats: int = 3, la
         "repeats": repeats,
         "per_token_ms": {name: 1000 * value for name, value in median.items()},
         "peak_memory_mb": {name: value / 2**20 for name, value in peak.items()},
-        "mean_acceptance_rate": statistics.mean(acceptance),
+        "acceptance_rate": outputs["persona_judge"].stats["acceptance_rate"],
         "ratios": {
             "persona_judge / generate (per token, short)": median["persona_judge"] / median["generate"],
             "direct (ours) / generate (per token, short)": median["direct"] / median["generate"],
@@ -141,16 +146,50 @@ def run_benchmark(lm, *, short: int = 128, long: int = 512, repeats: int = 3, la
     }
 
 
+def run_quantization_benchmark(models: dict, *, tokens: int = 128, repeats: int = 3, lam: int = 4,
+                               progress=lambda message: None) -> dict:
+    """The same model loaded two ways (e.g. {"float32": lm, "4bit": lm4}), interleaved in one
+    process: per-token time of generate(), direct prompting and Persona-judge, and the memory of the
+    weights (`get_memory_footprint`; both models are resident, so process peaks would mix them)."""
+    settings = DecodeSettings(lam=lam)
+    runs, sizes = {}, {}
+    for label, lm in models.items():
+        runs[f"generate {label}"] = lambda seed, lm=lm: _hf_generate(lm, tokens, settings)
+        runs[f"direct {label}"] = _ours(lm, "direct", tokens, settings)
+        runs[f"persona_judge {label}"] = _ours(lm, "persona-judge", tokens, settings)
+        sizes[label] = lm.model.get_memory_footprint()
+    progress("warm-up")
+    for fn in runs.values():
+        fn(0)
+    first = next(iter(models.values()))
+    median, _, _ = interleaved(runs, {name: tokens for name in runs}, repeats, str(first.model.device), progress)
+    base, other = list(models)[:2]
+    return {
+        "model": first.name,
+        "device": str(first.model.device),
+        "threads": torch.get_num_threads(),
+        "tokens": tokens,
+        "repeats": repeats,
+        "per_token_ms": {name: 1000 * value for name, value in median.items()},
+        "weights_mb": {label: size / 2**20 for label, size in sizes.items()},
+        "ratios": {
+            **{f"{kind} {other} / {base} (per token)": median[f"{kind} {other}"] / median[f"{kind} {base}"]
+               for kind in ("generate", "direct", "persona_judge")},
+            f"weights {other} / {base}": sizes[other] / sizes[base],
+        },
+    }
+
+
 def format_report(report: dict) -> str:
-    lines = [
-        f"model {report['model']} on {report['device']} ({report['threads']} threads), λ={report['lam']}, "
-        f"median of {report['repeats']} interleaved repeats",
-        "",
-        "per-token time (ms):",
-    ]
-    lines += [f"  {name:<20} {ms:8.1f}" for name, ms in report["per_token_ms"].items()]
-    lines += ["", "peak memory (MiB):"]
-    lines += [f"  {name:<20} {mb:8.1f}" for name, mb in report["peak_memory_mb"].items()]
-    lines += ["", f"mean acceptance rate of the persona-judge runs: {report['mean_acceptance_rate']:.3f}", "", "ratios:"]
-    lines += [f"  {name:<46} {value:6.3f}" for name, value in report["ratios"].items()]
+    title = (f"model {report['model']} on {report['device']} ({report['threads']} threads), "
+             f"median of {report['repeats']} interleaved repeats")
+    lines = [title, "", "per-token time (ms):"]
+    lines += [f"  {name:<24} {ms:8.1f}" for name, ms in report["per_token_ms"].items()]
+    memory = report.get("peak_memory_mb") or report.get("weights_mb")
+    lines += ["", "peak memory (MiB):" if "peak_memory_mb" in report else "weights (MiB):"]
+    lines += [f"  {name:<24} {mb:8.1f}" for name, mb in memory.items()]
+    if report.get("acceptance_rate") is not None:
+        lines += ["", f"acceptance rate of the last Persona-judge run: {report['acceptance_rate']:.3f}"]
+    lines += ["", "ratios:"]
+    lines += [f"  {name:<58} {value:6.3f}" for name, value in report["ratios"].items()]
     return "\n".join(lines)
