@@ -136,41 +136,49 @@ def stream_generate(lm: LoadedModel, method: str, query: str,
                     settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Stream:
     """Start a run; iterate the returned `Stream` for its Steps (see the module docstring)."""
     prefs, settings, options = check_request(method, preferences, settings, options)
-    tok = lm.tokenizer
     uniforms = Uniforms(settings.seed)
     record = {"method": method, "options": {}, "model": lm.name, "query": query, "preferences": list(prefs.values()),
               "labels": list(prefs), **settings.to_dict(), "seed": uniforms.seed}
-    labels = list(prefs)
-
-    if method == "direct":
-        prompt = prompt_ids(tok, query, list(prefs.values()))
-        _check_lengths(lm, [prompt], settings.max_new_tokens)
-        record.update(instruction=combine_preferences(list(prefs.values())),
-                      prompt=prompt_text(tok, query, list(prefs.values())))
-        recorder = Recorder(lm, method, record, labels, ignore_eos)
-        return Stream(direct_steps(lm, prompt, recorder, settings, uniforms), method, record)
-
-    prompts = {label: prompt_ids(tok, query, [text]) for label, text in prefs.items()}
-    record["prompts"] = {label: prompt_text(tok, query, [text]) for label, text in prefs.items()}
-    if method == "fusion":
-        weights, alpha = options["weights"], options["alpha"]
-        base = prompt_ids(tok, query, []) if alpha > 0 else None
-        _check_lengths(lm, list(prompts.values()) + ([base] if base else []), settings.max_new_tokens)
-        record["options"] = {"weights": dict(zip(labels, weights)), "alpha": alpha}
-        if base is not None:
-            record["prompts"]["none"] = prompt_text(tok, query, [])
-        recorder = Recorder(lm, method, record, labels, ignore_eos)
-        return Stream(fusion_steps(lm, prompts, base, weights, alpha, recorder, settings, uniforms), method, record)
-
-    _check_lengths(lm, list(prompts.values()), settings.max_new_tokens)
-    recorder = Recorder(lm, method, record, labels, ignore_eos)
-    if method == "official":
-        schedule = swap_once(labels) if settings.alternate else fixed(labels)
-        steps = persona_judge_steps(lm, prompts, recorder, settings, uniforms, schedule, official_residual)
-    else:
-        schedule = rotating(labels) if settings.alternate else fixed(labels)
-        steps = persona_judge_steps(lm, prompts, recorder, settings, uniforms, schedule)
+    start = {"direct": _start_direct, "fusion": _start_fusion}.get(method, _start_persona_judge)
+    steps = start(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos)
     return Stream(steps, method, record)
+
+
+def _start_direct(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos):
+    texts = list(prefs.values())
+    prompt = prompt_ids(lm.tokenizer, query, texts)
+    _check_lengths(lm, [prompt], settings.max_new_tokens)
+    record.update(instruction=combine_preferences(texts), prompt=prompt_text(lm.tokenizer, query, texts))
+    return direct_steps(lm, prompt, Recorder(lm, method, record, list(prefs), ignore_eos), settings, uniforms)
+
+
+def _persona_prompts(lm, query, prefs, record) -> dict[str, list[int]]:
+    record["prompts"] = {label: prompt_text(lm.tokenizer, query, [text]) for label, text in prefs.items()}
+    return {label: prompt_ids(lm.tokenizer, query, [text]) for label, text in prefs.items()}
+
+
+def _start_fusion(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos):
+    prompts = _persona_prompts(lm, query, prefs, record)
+    weights, alpha = options["weights"], options["alpha"]
+    base = prompt_ids(lm.tokenizer, query, []) if alpha > 0 else None  # ℓ₀ only matters when α > 0
+    _check_lengths(lm, list(prompts.values()) + ([base] if base else []), settings.max_new_tokens)
+    record["options"] = {"weights": dict(zip(prefs, weights)), "alpha": alpha}
+    if base is not None:
+        record["prompts"]["none"] = prompt_text(lm.tokenizer, query, [])
+    recorder = Recorder(lm, method, record, list(prefs), ignore_eos)
+    return fusion_steps(lm, prompts, base, weights, alpha, recorder, settings, uniforms)
+
+
+def _start_persona_judge(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos):
+    prompts = _persona_prompts(lm, query, prefs, record)
+    _check_lengths(lm, list(prompts.values()), settings.max_new_tokens)
+    recorder = Recorder(lm, method, record, list(prefs), ignore_eos)
+    labels = list(prefs)
+    if method == "official":  # roles swap once; rejections may resample from the draft's excess
+        schedule = swap_once(labels) if settings.alternate else fixed(labels)
+        return persona_judge_steps(lm, prompts, recorder, settings, uniforms, schedule, official_residual)
+    schedule = rotating(labels) if settings.alternate else fixed(labels)
+    return persona_judge_steps(lm, prompts, recorder, settings, uniforms, schedule)
 
 
 def generate(lm: LoadedModel, method: str, query: str, preferences: Sequence[str] | Mapping[str, str] | str = (),
