@@ -9,6 +9,7 @@ from conftest import make_tiny_lm
 
 from pjudge_core import InputError, infer_persona, prompt_ids
 from pjudge_core.cli import main
+from pjudge_core.evaluation import prefix_tree
 from pjudge_core.evaluation.inference import (
     FEEDBACK,
     candidate_texts,
@@ -18,6 +19,7 @@ from pjudge_core.evaluation.inference import (
     sample_users,
 )
 from pjudge_core.evaluation.logprobs import sequence_logprobs
+from pjudge_core.evaluation.prefix_tree import prefix_tree_logprobs
 from pjudge_core.presets import presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,22 +59,53 @@ def test_ranking_equals_brute_force_scoring(tiny_lm):
     assert json.loads(json.dumps(inference.to_dict()))["best"] == inference.best
 
 
-def test_one_forward_per_batch_of_prompts_and_per_batch_of_tails(tiny_lm):
-    calls = []
-    hook = tiny_lm.model.get_decoder().register_forward_hook(lambda *args: calls.append(1))
+def sequences(lm, pairs, candidates):
+    tok = lm.tokenizer
+    return {tuple(prompt_ids(tok, p["prompt"], [c]) + tok(p[k], add_special_tokens=False)["input_ids"])
+            for p in pairs for c in candidates for k in ("chosen", "rejected")}
+
+
+def test_every_shared_prefix_is_fed_once(tiny_lm):
+    fed = []
+
+    def count(module, args, kwargs):
+        width = kwargs["input_ids"].shape[1]
+        fed.append(int(kwargs["attention_mask"][:, -width:].sum()))  # the new, unpadded tokens
+
+    hook = tiny_lm.model.get_decoder().register_forward_pre_hook(count, with_kwargs=True)
     try:
-        infer_persona(tiny_lm, PAIRS, CANDIDATES, batch_size=8)
+        infer_persona(tiny_lm, PAIRS, CANDIDATES)
     finally:
         hook.remove()
-    # 3 candidates x 2 distinct non-identical pairs = 6 prompts: one forward for them, one for their 12 tails
-    assert len(calls) == 2
+    seqs = sequences(tiny_lm, PAIRS, CANDIDATES)
+    prefixes = {s[:i] for s in seqs for i in range(1, len(s) + 1)}
+    assert sum(fed) <= len(prefixes) < sum(len(s) for s in seqs) / 2  # nothing fed twice; far less than unshared
+    assert len(fed) <= 6  # one forward per level of the prefix tree, never one per token or per sequence
+
+
+def test_the_prefix_tree_scorer_equals_the_flat_scorer(tiny_lm, monkeypatch):
+    tok = tiny_lm.tokenizer
+    items = [(prompt_ids(tok, q, prefs), tok(r, add_special_tokens=False)["input_ids"])
+             for q in ("Describe a sunset.", "Explain the sea.", "Explain the sea, in detail.")
+             for prefs in ([], ["Be concise."], ["Be concise and bold."])
+             for r in ("A warm sunset.", "A warm sunset over the sea.", "A", "")]
+    items.append((items[1][0] + items[1][1], items[2][1]))  # a prompt that is another item's whole sequence
+    flat = [sequence_logprobs(tiny_lm, [item], batch_size=1)[0] if item[1] else 0.0 for item in items]
+    for batch_size in (1, 4, 64):
+        assert prefix_tree_logprobs(tiny_lm, items, batch_size=batch_size) == pytest.approx(flat, abs=1e-4)
+    reordered = items[::-1]
+    assert prefix_tree_logprobs(tiny_lm, reordered)[::-1] == prefix_tree_logprobs(tiny_lm, items)  # bit-identical
+    monkeypatch.setattr(prefix_tree, "_plain_head", lambda model: False)  # heads that need the model's own forward
+    assert prefix_tree_logprobs(tiny_lm, items, batch_size=5) == pytest.approx(flat, abs=1e-4)
+    with pytest.raises(InputError, match="longer than the model's context of 128"):
+        prefix_tree_logprobs(make_tiny_lm(max_positions=128), [(items[0][0], [5] * 200)])
 
 
 def test_swapping_chosen_and_rejected_negates_the_scores(tiny_lm):
     inference = infer_persona(tiny_lm, PAIRS, CANDIDATES)
     swapped = infer_persona(tiny_lm, [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in PAIRS],
                             CANDIDATES)
-    assert dict(swapped.ranking) == pytest.approx({t: -s for t, s in inference.ranking}, abs=1e-4)
+    assert dict(swapped.ranking) == {t: -s for t, s in inference.ranking}  # the same sequences: exactly
     assert [t for t, _ in swapped.ranking] == [t for t, _ in reversed(inference.ranking)]
 
 

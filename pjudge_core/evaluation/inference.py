@@ -11,10 +11,11 @@ reward's no-preference terms log p(y± | x) are the same for every candidate and
 ranking, so they are never computed. The best-scoring candidate is the persona the pairs reveal,
 in the eyes of this model.
 
-Speed: per pair and candidate the prompt, followed by the tokens chosen and rejected share at
-the start (their log-probabilities cancel too), is run once and its KV cache is shared by the two
-differing tails (`logprobs.branch_logprobs`, several prompts per forward); identical pairs are
-scored once. A pair whose prompt plus response does not fit the model's context is skipped for
+Speed: only the tokens after the start that chosen and rejected share are scored (the shared
+tokens' log-probabilities cancel too), and every sequence goes through `prefix_tree_logprobs`,
+which feeds each run of tokens that several sequences share once: each candidate's system turn
+once for all pairs, each (candidate, prompt) once for both answers and for repeated prompts.
+A pair whose prompt plus response does not fit the model's context is skipped for
 every candidate and counted in `Inference.skipped`.
 
 A pairs file (`load_users`) is a JSON list of either
@@ -39,7 +40,8 @@ from pathlib import Path
 from ..engine.prompting import prompt_ids
 from ..errors import InputError
 from ..presets import presets
-from .logprobs import branch_logprobs, fits_context
+from .logprobs import fits_context
+from .prefix_tree import prefix_tree_logprobs
 from .stats import wilson
 
 FEEDBACK = "Pair-wise Comparative Feedback"
@@ -195,7 +197,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def infer_persona(lm, pairs: Sequence[Mapping], candidates: Sequence[str] | Mapping[str, str] | None = None, *,
-                  batch_size: int = 8, progress: Callable | None = None) -> Inference:
+                  batch_size: int = 64, progress: Callable | None = None) -> Inference:
     """Rank candidate preference texts by Σ [log p(chosen | x, c) − log p(rejected | x, c)].
 
     `pairs`: one user's [{prompt, chosen, rejected}]. `candidates`: texts, {name: text}, or None
@@ -210,8 +212,8 @@ def infer_persona(lm, pairs: Sequence[Mapping], candidates: Sequence[str] | Mapp
 def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progress: Callable | None) -> Inference:
     """`infer_persona` on checked pairs and {text: name} candidates."""
     tok = lm.tokenizer
-    groups: dict[tuple, int] = {}  # (prefix, chosen tail, rejected tail) -> group index; identical pairs share
-    plan: dict[tuple[int, str], int | None] = {}  # (pair, candidate) -> group, None when chosen == rejected
+    items: list[tuple[list[int], list[int]]] = []
+    plan: dict[tuple[int, str], int | None] = {}  # (pair, candidate) -> its chosen item; None when chosen == rejected
     skipped = []
     for j, pair in enumerate(pairs):
         chosen = tok(pair["chosen"], add_special_tokens=False)["input_ids"]
@@ -220,18 +222,17 @@ def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progres
         if not all(fits_context(lm, len(p), max(len(chosen), len(rejected))) for p in prompts.values()):
             skipped.append(j)
             continue
-        k = _common_prefix(chosen, rejected)  # shared leading tokens: identical terms that cancel
+        k = _common_prefix(chosen, rejected)  # the log-probs of shared leading tokens cancel: score after them
         for c, prompt in prompts.items():
             if k == len(chosen) == len(rejected):
                 plan[(j, c)] = None
                 continue
-            key = (tuple(prompt + chosen[:k]), tuple(chosen[k:]), tuple(rejected[k:]))
-            plan[(j, c)] = groups.setdefault(key, len(groups))
+            plan[(j, c)] = len(items)
+            items += [(prompt + chosen[:k], chosen[k:]), (prompt + chosen[:k], rejected[k:])]
     if len(skipped) == len(pairs):
         raise InputError(f"Every pair is longer than the model's context of {lm.context_length} tokens; "
                          "there is nothing to score.")
-    values = branch_logprobs(lm, [(list(p), [list(a), list(b)]) for p, a, b in groups],
-                             batch_size=batch_size, progress=progress)
+    values = prefix_tree_logprobs(lm, items, batch_size=batch_size, progress=progress)
     per_pair: dict[str, list[float | None]] = {c: [] for c in cands}
     for c in cands:
         for j in range(len(pairs)):
@@ -239,7 +240,7 @@ def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progres
                 per_pair[c].append(None)
             else:
                 g = plan[(j, c)]
-                per_pair[c].append(0.0 if g is None else values[g][0] - values[g][1])
+                per_pair[c].append(0.0 if g is None else values[g] - values[g + 1])
     totals = {c: sum(v for v in per_pair[c] if v is not None) for c in cands}
     ranking = sorted(totals.items(), key=lambda item: -item[1])  # stable: ties keep the candidates' order
     return Inference(ranking=ranking, names={t: n for t, n in cands.items() if n}, per_pair=per_pair,
@@ -247,7 +248,7 @@ def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progres
 
 
 def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Mapping[str, str] | None = None, *,
-                       batch_size: int = 8, progress: Callable | None = None) -> dict:
+                       batch_size: int = 64, progress: Callable | None = None) -> dict:
     """Top-1 accuracy of `infer_persona` against each user's truth, with a 95% Wilson interval.
 
     Every user needs a truth that is one of the candidates (checked before any scoring).
