@@ -170,6 +170,12 @@ def test_pairs_longer_than_the_context_are_skipped_and_counted():
     assert dict(inference.ranking) == pytest.approx(dict(infer_persona(short, [PAIRS[0]], CANDIDATES).ranking))
     with pytest.raises(InputError, match="Every pair is longer than the model's context of 128"):
         infer_persona(short, [long_pair], CANDIDATES)
+    users = [{"index": 0, "pairs": [long_pair], "truth": CANDIDATES[0]},
+             {"index": 1, "pairs": [PAIRS[0], long_pair], "truth": CANDIDATES[1]}]
+    result = inference_accuracy(short, users, CANDIDATES)
+    assert result["n"] == 1 and result["skipped_users"] == [0] and result["skipped_pairs"] == 1
+    with pytest.raises(InputError, match="Every user's pairs are longer than the model's context"):
+        inference_accuracy(short, users[:1], CANDIDATES)
 
 
 def users_file(tmp_path, truths=(0, 1, 2, 0)):

@@ -74,8 +74,10 @@ def _infer_acc(args: argparse.Namespace) -> int:
     for truth, d in result["by_persona"].items():
         guesses = ", ".join(f"{names.get(t) or t[:30]} {c}" for t, c in result["confusion"][truth].items())
         print(f"  {(names.get(truth) or truth)[:24]:<24} n={d['n']:<4} {interval(d, 'accuracy')}  (guessed: {guesses})")
+    skipped = [f"{result['skipped_pairs']} pairs"] if result["skipped_pairs"] else []
+    skipped += [f"{len(result['skipped_users'])} users"] if result["skipped_users"] else []
     print(f"  {result['seconds_per_user']:.2f} s per user (median {result['seconds_median']:.2f} s)"
-          + (f"; {result['skipped_pairs']} pairs skipped (longer than the context)" if result["skipped_pairs"] else ""))
+          + (f"; skipped as longer than the context: {', '.join(skipped)}" if skipped else ""))
     return 0
 
 
@@ -109,7 +111,7 @@ def _pairs_argument(p: argparse.ArgumentParser, required: bool) -> None:
                         + ("" if required else "; default: $PJUDGE_PAIRS, else the 60 student/PhD users in data/"))
     p.add_argument("--candidates", default=None,
                    help="JSON list of candidate preference texts (default: every persona preset)")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per forward")
+    p.add_argument("--batch-size", type=int, default=64, help="most prefix-tree nodes per forward")
 
 
 def add_parser(sub) -> None:

@@ -41,7 +41,7 @@ from ..engine.prompting import prompt_ids
 from ..errors import InputError
 from ..presets import presets
 from .logprobs import fits_context
-from .prefix_tree import prefix_tree_logprobs
+from .prefix_tree import common_prefix_length, prefix_tree_logprobs
 from .stats import wilson
 
 FEEDBACK = "Pair-wise Comparative Feedback"
@@ -187,15 +187,6 @@ def sample_users(users: list[dict], limit: int | None = None, seed: int | None =
 
 # --------------------------------------------------------------------------- scoring
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def infer_persona(lm, pairs: Sequence[Mapping], candidates: Sequence[str] | Mapping[str, str] | None = None, *,
                   batch_size: int = 64, progress: Callable | None = None) -> Inference:
     """Rank candidate preference texts by Σ [log p(chosen | x, c) − log p(rejected | x, c)].
@@ -206,11 +197,16 @@ def infer_persona(lm, pairs: Sequence[Mapping], candidates: Sequence[str] | Mapp
     """
     cands = candidate_texts(candidates)
     pairs = check_pairs(list(pairs) if isinstance(pairs, tuple) else pairs)
-    return _rank(lm, pairs, cands, batch_size, progress)
+    inference = _rank(lm, pairs, cands, batch_size, progress)
+    if inference is None:
+        raise InputError(f"Every pair is longer than the model's context of {lm.context_length} tokens; "
+                         "there is nothing to score.")
+    return inference
 
 
-def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progress: Callable | None) -> Inference:
-    """`infer_persona` on checked pairs and {text: name} candidates."""
+def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int,
+          progress: Callable | None) -> Inference | None:
+    """`infer_persona` on checked pairs and {text: name} candidates; None when every pair is too long."""
     tok = lm.tokenizer
     items: list[tuple[list[int], list[int]]] = []
     plan: dict[tuple[int, str], int | None] = {}  # (pair, candidate) -> its chosen item; None when chosen == rejected
@@ -222,7 +218,7 @@ def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progres
         if not all(fits_context(lm, len(p), max(len(chosen), len(rejected))) for p in prompts.values()):
             skipped.append(j)
             continue
-        k = _common_prefix(chosen, rejected)  # the log-probs of shared leading tokens cancel: score after them
+        k = common_prefix_length(chosen, rejected)  # the log-probs of shared leading tokens cancel: score after them
         for c, prompt in prompts.items():
             if k == len(chosen) == len(rejected):
                 plan[(j, c)] = None
@@ -230,8 +226,7 @@ def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int, progres
             plan[(j, c)] = len(items)
             items += [(prompt + chosen[:k], chosen[k:]), (prompt + chosen[:k], rejected[k:])]
     if len(skipped) == len(pairs):
-        raise InputError(f"Every pair is longer than the model's context of {lm.context_length} tokens; "
-                         "there is nothing to score.")
+        return None
     values = prefix_tree_logprobs(lm, items, batch_size=batch_size, progress=progress)
     per_pair: dict[str, list[float | None]] = {c: [] for c in cands}
     for c in cands:
@@ -251,10 +246,12 @@ def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Ma
                        batch_size: int = 64, progress: Callable | None = None) -> dict:
     """Top-1 accuracy of `infer_persona` against each user's truth, with a 95% Wilson interval.
 
-    Every user needs a truth that is one of the candidates (checked before any scoring).
+    Every user needs a truth that is one of the candidates (checked before any scoring). A user
+    whose pairs are all longer than the context is left out and counted in "skipped_users".
     Returns ``{accuracy, n, correct, low, high, chance, by_persona {truth: {accuracy, n, correct,
     low, high}}, confusion {truth: {predicted: count}}, seconds_per_user, seconds_median,
-    candidates {text: name}, skipped_pairs, model, per_user [...]}``; seconds exclude loading.
+    candidates {text: name}, skipped_pairs, skipped_users, model, per_user [...]}``; seconds
+    exclude loading.
     """
     cands = candidate_texts(candidates)
     if not users:
@@ -266,17 +263,24 @@ def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Ma
         if truth not in cands:
             raise InputError(f"User {user.get('index', '?')}'s {TRUTH} {truth!r} is not among the candidates; "
                              "add it to the candidates.")
-    per_user = []
+    per_user, skipped_users = [], []
     for n, user in enumerate(users, 1):
+        pairs = check_pairs(user["pairs"])
         started = time.perf_counter()
-        inference = _rank(lm, check_pairs(user["pairs"]), cands, batch_size, None)
+        inference = _rank(lm, pairs, cands, batch_size, None)
         seconds = time.perf_counter() - started
+        if inference is None:
+            skipped_users.append(user.get("index"))
+            continue
         order = [t for t, _ in inference.ranking]
         per_user.append({"index": user.get("index"), "truth": user["truth"], "best": inference.best,
                          "correct": inference.best == user["truth"], "truth_rank": order.index(user["truth"]) + 1,
                          "skipped_pairs": len(inference.skipped), "seconds": seconds})
         if progress:
             progress(n, len(users))
+    if not per_user:
+        raise InputError(f"Every user's pairs are longer than the model's context of {lm.context_length} tokens; "
+                         "there is nothing to score.")
     result = _top1([u["correct"] for u in per_user])
     by_truth = defaultdict(list)
     for u in per_user:
@@ -287,7 +291,8 @@ def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Ma
         by_persona={t: _top1([u["correct"] for u in us]) for t, us in by_truth.items()},
         confusion={t: dict(Counter(u["best"] for u in us)) for t, us in by_truth.items()},
         seconds_per_user=sum(seconds) / len(seconds), seconds_median=seconds[len(seconds) // 2],
-        candidates=cands, skipped_pairs=sum(u["skipped_pairs"] for u in per_user), model=lm.name,
+        candidates=cands, skipped_pairs=sum(u["skipped_pairs"] for u in per_user), skipped_users=skipped_users,
+        model=lm.name,
         per_user=per_user)
     return result
 

@@ -50,7 +50,8 @@ class _Node:
         return self.start + len(self.tokens)
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
@@ -60,7 +61,7 @@ def _build(seqs: list[tuple[int, ...]], depth: int) -> list[_Node]:
     for _, group in itertools.groupby(seqs, key=lambda s: s[depth]):
         group = list(group)
         # Sorted: the longest prefix the whole group shares is the one its first and last share.
-        end = depth + _common(group[0][depth:], group[-1][depth:])
+        end = depth + common_prefix_length(group[0][depth:], group[-1][depth:])
         nodes.append(_Node(depth, list(group[0][depth:end]), _build([s for s in group if len(s) > end], end)))
     return nodes
 
