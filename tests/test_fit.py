@@ -60,6 +60,8 @@ def test_text_and_token_id_responses_agree(tiny_lm):
     as_text = persona_fit(tiny_lm, QUERY, ANSWER, PREFS)
     assert persona_fit(tiny_lm, QUERY, ids, PREFS) == as_text
     assert persona_fit(tiny_lm, QUERY, torch.tensor(ids), PREFS) == as_text
+    multibyte = "Café — 🙂 sunset"  # characters split over several byte-level tokens
+    assert "".join(persona_fit(tiny_lm, QUERY, multibyte, PREFS).texts) == multibyte
     # labels given as a dict are kept, and one persona is enough
     assert persona_fit(tiny_lm, QUERY, ids, {"B": PREFS[1]}).per_token["B"] == as_text.per_token["B"]
 
@@ -102,9 +104,10 @@ def test_summary_counts_a_win_only_when_every_persona_is_higher():
     assert summarize_fits(rows, ["A", "B"], baseline="fusion")["beats_baseline"] == {}
 
 
-@pytest.fixture(scope="module")
-def batch_run(tmp_path_factory, tiny_lm):
-    out = tmp_path_factory.mktemp("fit") / "run.jsonl"
+@pytest.fixture
+def batch_run(tmp_path, tiny_lm):
+    """A small batch run of the tiny model (function-scoped: it runs after the one-thread fixture)."""
+    out = tmp_path / "run.jsonl"
     prompts = [{"id": str(i), "prompt": q} for i, q in
                enumerate(["Describe a sunset.", "Explain the sea.", "Be bold about the sea.", "Sunset, please."])]
     run_batch(tiny_lm, prompts, PREFS, out, specs="persona-judge,direct,direct[A]",
@@ -178,8 +181,7 @@ def test_compare_scores_seeded_samples_of_every_spec(tiny_lm):
     assert set(result["by_spec"]) == {"persona-judge", "direct"} and result["by_spec"]["direct"]["B"]["n"] == 2
     assert result["beats_baseline"]["persona-judge"]["n"] == 2 and "partly circular" in result["note"]
     first = answers[0]
-    ids = [t for t in first["fit"]["token_ids"]]
-    assert first["mean"] == persona_fit(tiny_lm, QUERY, ids, PREFS).mean
+    assert first["mean"] == persona_fit(tiny_lm, QUERY, first["fit"]["token_ids"], PREFS).mean
     assert compare(tiny_lm, QUERY, PREFS, "persona-judge,direct", samples=2, settings=settings)["answers"] == answers
     json.dumps(result)
 

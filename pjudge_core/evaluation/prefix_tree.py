@@ -25,7 +25,6 @@ branches). A sequence longer than the context is an `InputError`.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,7 +94,14 @@ def _plain_head(model) -> bool:
     return getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS and isinstance(head, torch.nn.Linear)
 
 
+# A forward costs about as much as this many more padded positions (kernel launches, 30 layers of
+# Python): what a split into smaller, less padded batches must save to be worth it.
+FORWARD_OVERHEAD = 16
+
+
 class _Runner:
+    """Feeds the tree level by level; each level in length-sorted batches cut to waste little padding."""
+
     def __init__(self, lm, batch_size: int, progress: Callable | None, total: int):
         self.model = lm.model
         self.device = next(lm.model.parameters()).device
@@ -104,23 +110,60 @@ class _Runner:
         self.plain = _plain_head(lm.model)
         self.progress, self.total, self.done = progress, total, 0
 
-    def stage(self, stage: list[tuple[_Node, int | None, int | None]], cache, mask) -> None:
-        """Feed `stage` = [(node, parent's cache row, parent's last token)] on `cache`, then their children."""
-        stage = sorted(stage, key=lambda s: (len(s[0].tokens), s[0].tokens))  # less padding, order-independent
-        chunks = [stage[i:i + self.batch_size] for i in range(0, len(stage), self.batch_size)]
-        for k, chunk in enumerate(chunks):
-            rows = torch.tensor([row for _, row, _ in chunk]) if cache is not None else None
-            if cache is None:
-                chunk_cache, chunk_mask = DynamicCache(config=self.model.config), torch.zeros((len(chunk), 0), dtype=torch.long)
-            else:
-                # The last chunk may reuse the parent cache in place; earlier ones select from a copy.
-                chunk_cache = cache if k == len(chunks) - 1 else copy.deepcopy(cache)
-                chunk_cache.batch_select_indices(rows.to(self.device))
-                chunk_mask = mask[rows]
-            chunk_mask = self.forward(chunk, chunk_cache, chunk_mask)
-            children = [(child, i, node.tokens[-1]) for i, (node, _, _) in enumerate(chunk) for child in node.children]
-            if children:
-                self.stage(children, chunk_cache, chunk_mask)
+    def run(self, roots: list[_Node]) -> None:
+        level = [(node, None, None) for node in roots]  # (node, parent, parent's last token)
+        states: dict = {}  # parent node -> (its batch's cache, that batch's mask, its row)
+        while level:
+            built = {}
+            for chunk in self._chunks(level):
+                cache, mask = self._gather(chunk, states)
+                mask = self.forward(chunk, cache, mask)
+                built.update({node: (cache, mask, row) for row, (node, _, _) in enumerate(chunk) if node.children})
+            level = [(child, node, node.tokens[-1]) for node in built for child in node.children]
+            states = built
+
+    def _chunks(self, level):
+        """Length-sorted batches of at most `batch_size` nodes, cut where padding would cost more than a forward."""
+        level = sorted(level, key=lambda s: (len(s[0].tokens), s[0].tokens))  # order-independent
+        lengths = [len(node.tokens) for node, _, _ in level]
+        best, cut = [0] + [float("inf")] * len(level), [0] * (len(level) + 1)
+        for j in range(1, len(level) + 1):
+            for i in range(max(0, j - self.batch_size), j):
+                cost = best[i] + (j - i) * lengths[j - 1] + FORWARD_OVERHEAD
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i
+        chunks, j = [], len(level)
+        while j:
+            chunks.append(level[cut[j]:j])
+            j = cut[j]
+        return chunks[::-1]
+
+    def _gather(self, chunk, states):
+        """A new cache (and mask) holding each node's parent row, from whichever batches the parents ran in."""
+        if chunk[0][1] is None:
+            return DynamicCache(config=self.model.config), torch.zeros((len(chunk), 0), dtype=torch.long)
+        sources = [states[parent] for _, parent, _ in chunk]
+        width = max(mask.shape[1] for _, mask, _ in sources)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        groups: dict = {}  # id(source cache) -> (cache, rows here, rows there); the padding at the end stays masked
+        for i, (cache, source_mask, row) in enumerate(sources):
+            mask[i, :source_mask.shape[1]] = source_mask[row]
+            _, here, there = groups.setdefault(id(cache), (cache, [], []))
+            here.append(i)
+            there.append(row)
+        layers = []
+        for n in range(len(sources[0][0].layers)):
+            keys = values = None
+            for cache, here, there in groups.values():
+                k, v = cache.layers[n].keys, cache.layers[n].values
+                if keys is None:
+                    shape = (len(chunk), k.shape[1], width, k.shape[3])
+                    keys, values = k.new_zeros(shape), v.new_zeros(shape)
+                here_t, there_t = torch.tensor(here, device=k.device), torch.tensor(there, device=k.device)
+                keys[here_t, :, :k.shape[2]] = k[there_t]
+                values[here_t, :, :v.shape[2]] = v[there_t]
+            layers.append((keys, values))
+        return DynamicCache(layers, config=self.model.config), mask
 
     def forward(self, chunk, cache, mask) -> torch.Tensor:
         inputs = [([] if last is None else [last]) + node.tokens[:-1] for node, _, last in chunk]
@@ -192,7 +235,7 @@ def prefix_tree_logprobs(lm, items: Sequence[tuple[Sequence[int], Sequence[int]]
                 lo = max(node.start, start, 1)
                 node.need = lo if node.need is None else min(node.need, lo)
     total = sum(1 for _ in _walk(roots))
-    _Runner(lm, batch_size, progress, total).stage([(n, None, None) for n in roots], None, None)
+    _Runner(lm, batch_size, progress, total).run(roots)
     values = {}
     for (seq, start), path in paths.items():
         values[(seq, start)] = float(sum(node.logprobs[max(start, node.start) - node.need:].double().sum()
