@@ -9,18 +9,20 @@ chosen and rejected answers start with) is one node, fed once, whose KV cache ev
 reuses. Persona inference scores 6 candidates × 4 pairs × 2 answers this way.
 
 How: each node is fed its parent's last token followed by its own tokens but the last, so its
-outputs predict exactly its own tokens (the parent's last token is fed once per child). Nodes go
-stage by stage: up to `batch_size` siblings-or-cousins per forward, padded on the right, with
-explicit position ids and an attention mask whose zeros hide the padding of every ancestor; their
-children then run on the parents' cache rows (`Cache.batch_select_indices`). Only the positions
-some item needs reach the output head: for architectures whose head is a plain linear layer the
-needed hidden states are gathered first (padding never costs a vocabulary projection); other
-models return logits for the needed suffix of the batch from their own forward.
+outputs predict exactly its own tokens (the parent's last token is fed once per child). The tree
+is fed level by level. A level's nodes are sorted by length and cut into batches of at most
+`batch_size`, at the points that minimise padded positions plus `FORWARD_OVERHEAD` per forward;
+each batch is padded on the right, with explicit position ids and an attention mask whose zeros
+hide the padding of every ancestor, on a cache gathered from its parents' rows (whichever batches
+they ran in; this reads the cache layers' ``keys`` / ``values``). Only the positions some item
+needs reach the output head: for architectures whose head is a plain linear layer the needed
+hidden states are gathered first (padding never costs a vocabulary projection); other models
+return logits for the needed suffix of the batch from their own forward.
 
 Duplicate items are scored once; the tree and the batches depend only on the set of distinct
-items, not on their order, so a permuted input gives bit-identical values. The recursion is as
-deep as the tree (a few levels for prompts and answers; not meant for thousands of nested
-branches). A sequence longer than the context is an `InputError`.
+items, not on their order, so a permuted input gives bit-identical values. Building the tree
+recurses once per branching level (a few for prompts and answers). A sequence longer than the
+context is an `InputError`.
 """
 
 from __future__ import annotations
