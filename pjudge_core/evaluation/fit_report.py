@@ -54,7 +54,7 @@ def fit_markdown(sc: dict) -> list[str]:
     head = ["run spec", "n"] + [f"fit {label} [95% CI]" for label in labels]
     if baseline:
         head.append(f"beats {baseline} on every persona [95% Wilson CI]")
-    lines = [f"## Persona fit: {sc.get('metric', 'persona fit')} (nats per token)", "",
+    lines = [f"## Persona fit, nats per token — scored by {sc.get('model', 'the model')}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for spec, by_label in sc["by_spec"].items():
         n = max((d["n"] for d in by_label.values()), default=0)
@@ -70,6 +70,10 @@ def fit_markdown(sc: dict) -> list[str]:
     same = " The answers were written by the scoring model." if sc.get("same_model") else ""
     lines += ["", NOTE + same]
     return lines
+
+
+def _short(text: str, limit: int = 55) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def fit_scatter(sc: dict, x: str, y: str) -> go.Figure:
@@ -96,7 +100,8 @@ def fit_scatter(sc: dict, x: str, y: str) -> go.Figure:
     prefs = sc["preferences"]
     fig.add_hline(y=0, line=dict(color="#adb5bd", width=1))
     fig.add_vline(x=0, line=dict(color="#adb5bd", width=1))
-    fig.update_layout(title=f"Persona fit per answer ({sc.get('metric', '')}), nats per token", template="plotly_white",
-                      height=560, xaxis_title=f"fit under {x}: {prefs[x][:60]}",
-                      yaxis_title=f"fit under {y}: {prefs[y][:60]}")
+    fig.update_layout(title=f"Persona fit per answer, nats per token — scored by {sc.get('model', 'the model')}",
+                      template="plotly_white",
+                      height=560, xaxis_title=f"fit under {x}: {_short(prefs[x])}",
+                      yaxis_title=f"fit under {y}: {_short(prefs[y])}")
     return fig
