@@ -37,12 +37,19 @@ from transformers import DynamicCache
 from ..engine.caches import PLAIN_HEAD_MODELS
 from ..errors import InputError
 
+# What one more forward costs, in padded positions: on this project's CPU every forward streams
+# all the weights from memory (SmolLM2-135M, float32: ~70 ms even for 2 tokens, the time of ~45
+# positions in a large batch). Batches are cut, and short shared runs inlined, against it.
+FORWARD_OVERHEAD = 48
+INLINE_LIMIT = 16
+
 
 @dataclass(eq=False)
 class _Node:
     start: int  # position of tokens[0] in every sequence through this node
     tokens: list[int]
     children: list["_Node"] = field(default_factory=list)
+    terminal: bool = False  # some sequence ends here
     need: int | None = None  # first position whose log-prob some item needs (None: none)
     logprobs: torch.Tensor | None = None  # float32 log-probs of the tokens at positions [need, end)
 
@@ -63,20 +70,45 @@ def _build(seqs: list[tuple[int, ...]], depth: int) -> list[_Node]:
         group = list(group)
         # Sorted: the longest prefix the whole group shares is the one its first and last share.
         end = depth + common_prefix_length(group[0][depth:], group[-1][depth:])
-        nodes.append(_Node(depth, list(group[0][depth:end]), _build([s for s in group if len(s) > end], end)))
+        nodes.append(_Node(depth, list(group[0][depth:end]), _build([s for s in group if len(s) > end], end),
+                           terminal=len(group[0]) == end))
     return nodes
 
 
+def _inline(nodes: list[_Node]) -> list[_Node]:
+    """Push a tiny shared run (the word two answers start with, a prompt fragment) down into its
+    children when that duplicates fewer than `INLINE_LIMIT` positions: the level it would need
+    is usually a forward of its own (bottom up; never where a sequence ends)."""
+    out = []
+    for node in nodes:
+        node.children = _inline(node.children)
+        if node.children and not node.terminal and (len(node.children) - 1) * len(node.tokens) < INLINE_LIMIT:
+            out += [_pushed(node, child) for child in node.children]
+        else:
+            out.append(node)
+    return out
+
+
+def _pushed(node: _Node, child: _Node) -> _Node:
+    return _Node(node.start, node.tokens + child.tokens, child.children, child.terminal)
+
+
 def _top_level(seqs: list[tuple[int, ...]]) -> list[_Node]:
-    """First-level nodes, each at least two tokens long: position 0 is never predicted, so a node
-    of one token would have nothing to feed; it is merged into its children instead."""
-    out, todo = [], _build(seqs, 0)
-    while todo:
-        node = todo.pop()
+    """The first level. A top node of one token has nothing to feed (position 0 is never
+    predicted), so it is always pushed into its children; and the whole top level is while
+    duplicating it costs less than the forward it takes (all the personas' prompts start with the
+    same template tokens: one pass fewer)."""
+    level = _inline(_build(seqs, 0))
+    while all(n.children and not n.terminal for n in level) and \
+            sum((len(n.children) - 1) * len(n.tokens) for n in level) < FORWARD_OVERHEAD:
+        level = [_pushed(n, child) for n in level for child in n.children]
+    out = []
+    while level:
+        node = level.pop()
         if len(node.tokens) >= 2:
             out.append(node)
         else:
-            todo += [_Node(0, node.tokens + child.tokens, child.children) for child in node.children]
+            level += [_pushed(node, child) for child in node.children]
     return sorted(out, key=lambda n: n.tokens)
 
 
@@ -94,11 +126,6 @@ def _plain_head(model) -> bool:
     """True when logits are exactly `get_output_embeddings()(last hidden state)` (no soft-capping or scaling)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS and isinstance(head, torch.nn.Linear)
-
-
-# A forward costs about as much as this many more padded positions (kernel launches, 30 layers of
-# Python): what a split into smaller, less padded batches must save to be worth it.
-FORWARD_OVERHEAD = 16
 
 
 class _Runner:
