@@ -1,14 +1,18 @@
 """Persona-judge Studio: training-free personalised alignment at decoding time.
 
-    from pjudge_core import DecodeSettings, load_model, generate
+    from pjudge_core import DecodeSettings, load_model, generate, persona_fit, infer_persona
     lm = load_model()                      # bundled SmolLM2-135M-Instruct, offline
     result = generate(lm, "persona-judge", "Describe a sunset.", ["richly descriptive", "imaginative"],
                       DecodeSettings(seed=0))
     print(result.text, result.stats["acceptance_rate"])
+    fit = persona_fit(lm, "Describe a sunset.", result.text, ["richly descriptive", "imaginative"])
+    print(fit.mean)                        # {"A": nats/token, "B": ...}: the model's own opinion
+    infer_persona(lm, pairs).best          # the persona preset that best explains a user's pairs
 
 Layers (each a sub-package; lower layers never import higher ones):
   * `engine`     loading, prompting, sampling, caches, decoders, trace, run specs, reference decoders
-  * `evaluation` batch runs, reward models, pairwise judge, alignment accuracy, reports, benchmark
+  * `evaluation` batch runs, reward models, pairwise judge, alignment accuracy, persona fit and
+                 inference, comparisons, reports, benchmark
   * `cli`        `python -m pjudge_core ...`, a thin layer over the two above
   * `ui`         what the Gradio app needs that is testable without a browser (HTML, charts, presets)
 """
@@ -28,10 +32,13 @@ from .engine.settings import DecodeSettings
 from .engine.specs import RunSpec, parse_specs
 from .engine.trace import Result, Step, Stream
 from .errors import InputError, ModelLoadError, PJudgeError
+from .evaluation.compare import compare, stream_compare
+from .evaluation.fit import Fit, persona_fit
+from .evaluation.inference import Inference, infer_persona
 
 __all__ = [
-    "BUNDLED", "METHODS", "DecodeSettings", "InputError", "LoadedModel", "ModelLoadError", "PJudgeError",
-    "Result", "RunSpec", "Step", "Stream", "combine_preferences", "direct_prompt", "generate", "load_model",
-    "parse_specs", "persona_judge", "prompt_ids", "prompt_text", "stream_direct", "stream_generate",
-    "stream_persona_judge",
+    "BUNDLED", "METHODS", "DecodeSettings", "Fit", "Inference", "InputError", "LoadedModel", "ModelLoadError",
+    "PJudgeError", "Result", "RunSpec", "Step", "Stream", "combine_preferences", "compare", "direct_prompt",
+    "generate", "infer_persona", "load_model", "parse_specs", "persona_fit", "persona_judge", "prompt_ids",
+    "prompt_text", "stream_compare", "stream_direct", "stream_generate", "stream_persona_judge",
 ]

@@ -1,6 +1,7 @@
 """`python -m pjudge_core`: a thin command line over the library.
 
-One module per command (`generate`, `bench`, `batch`, `evaluate` for ``eval ...``), each with
+One module per command (`generate`, `bench`, `batch`, `evaluate` for ``eval ...``, `personas` for
+``infer`` and ``eval fit`` / ``eval infer-acc``), each with
 ``add_parser(subparsers)`` and handlers ``(args) -> exit code``; `args` holds the arguments they
 share. User errors (`PJudgeError`) become one line on stderr and exit status 2, never a
 traceback; only `main` does I/O of that kind.
@@ -12,14 +13,14 @@ import argparse
 import sys
 
 from ..errors import PJudgeError
-from . import batch, bench, evaluate, generate
+from . import batch, bench, evaluate, generate, personas
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pjudge_core",
                                      description="Persona-judge: one model, several preferences, decoding-time alignment.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (generate, bench, batch, evaluate):
+    for command in (generate, bench, batch, evaluate, personas):
         command.add_parser(sub)
     return parser
 

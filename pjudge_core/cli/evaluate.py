@@ -1,4 +1,7 @@
-"""`python -m pjudge_core eval {rm, judge, align-acc, report}`: score batch outputs and models."""
+"""`python -m pjudge_core eval {rm, judge, align-acc, report}`: score batch outputs and models.
+
+`eval fit` and `eval infer-acc` live in `personas` and are registered here.
+"""
 
 from __future__ import annotations
 
@@ -18,21 +21,9 @@ from ..evaluation.pairwise import judge_win_rate
 from ..evaluation.records import load_records
 from ..evaluation.report import write_report
 from ..evaluation.reward_model import load_reward_model, score_rm
+from . import personas
 from .args import add_model_arguments, load_from_args, progress_bar
-
-
-def write_json(data: dict, path: str | None) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-
-
-def interval(d: dict, key: str = "mean") -> str:
-    if d.get(key) is None:
-        return "n/a"
-    if d.get("low") is None:
-        return f"{d[key]:.4f}"
-    return f"{d[key]:.4f}  [95% CI {d['low']:.4f}, {d['high']:.4f}]"
+from .output import add_output_arguments, interval, write_json
 
 
 def _rm(args: argparse.Namespace) -> int:
@@ -93,20 +84,10 @@ def _align_acc(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     if not args.out_md and not args.out_html:
         raise InputError("Nothing to write: pass --out-md and/or --out-html.")
-    result = write_report(args.inp, args.scores, out_md=args.out_md, out_html=args.out_html)
+    result = write_report(args.inp, args.scores, out_md=args.out_md, out_html=args.out_html,
+                          axes=(args.fit_x, args.fit_y))
     print(result["markdown"])
     return 0
-
-
-def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--all", action="store_true", help="with --json: include per-item details")
-    p.add_argument("--out", default=None, help="also write the full result as JSON (for `eval report --scores`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    if device:
-        p.add_argument("--device", default="auto")
-        p.add_argument("--dtype", default="auto")
-        p.add_argument("--trust-remote-code", action="store_true")
 
 
 def _pair_arguments(p: argparse.ArgumentParser) -> None:
@@ -117,7 +98,8 @@ def _pair_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    ev = sub.add_parser("eval", help="score batch outputs (reward model, pairwise judge), judge capacity, reports")
+    ev = sub.add_parser("eval", help="score batch outputs (reward model, pairwise judge, persona fit), judge "
+                                     "capacity, persona inference accuracy, reports")
     evs = ev.add_subparsers(dest="eval_command", required=True)
 
     rm = evs.add_parser("rm", help="reward-model scores per run spec and the paired difference")
@@ -126,7 +108,7 @@ def add_parser(sub) -> None:
     rm.add_argument("--dimension", type=int, default=None, help="which output to use when the RM returns several")
     rm.add_argument("--batch-size", type=int, default=4)
     _pair_arguments(rm)
-    _common(rm)
+    add_output_arguments(rm)
     rm.set_defaults(func=_rm)
 
     jd = evs.add_parser("judge", help="pairwise win rate of one run spec against another by a local LM judge")
@@ -136,7 +118,7 @@ def add_parser(sub) -> None:
     jd.add_argument("--no-consistency", action="store_true",
                     help="take the averaged probabilities' verdict even when the two orders disagree")
     _pair_arguments(jd)
-    _common(jd)
+    add_output_arguments(jd)
     jd.set_defaults(func=_judge)
 
     aa = evs.add_parser("align-acc", help="AlignX alignment accuracy of a model as an implicit judge")
@@ -146,13 +128,19 @@ def add_parser(sub) -> None:
     aa.add_argument("--sample-seed", type=int, default=0,
                     help="seed of the random sample of --limit pairs (the file lists one persona first)")
     aa.add_argument("--batch-size", type=int, default=8)
-    _common(aa, device=False)
+    add_output_arguments(aa, device=False)
     add_model_arguments(aa)
     aa.set_defaults(func=_align_acc)
 
     rp = evs.add_parser("report", help="Markdown table and plotly HTML comparing the run specs")
     rp.add_argument("--in", dest="inp", required=True, help="batch output JSONL")
-    rp.add_argument("--scores", nargs="*", default=[], help="JSON files from eval rm/judge/align-acc --out")
+    rp.add_argument("--scores", nargs="*", default=[], help="JSON files from eval rm/judge/align-acc/fit --out")
     rp.add_argument("--out-md", default=None)
     rp.add_argument("--out-html", default=None)
+    rp.add_argument("--fit-x", default=None, metavar="LABEL",
+                    help="persona on the x axis of the persona-fit scatter (default A)")
+    rp.add_argument("--fit-y", default=None, metavar="LABEL",
+                    help="persona on the y axis of the persona-fit scatter (default B)")
     rp.set_defaults(func=_report)
+
+    personas.add_eval_parsers(evs)

@@ -1,8 +1,11 @@
 """Evaluation: batch runs over many prompts, and ways to score what they wrote.
 
 `records` (prompt files in, batch records out), `batch` (resumable runs of several run specs),
-`stats` (intervals), `logprobs` (the shared teacher-forcing scorer), `alignment` (AlignX
-alignment accuracy, the app's judge capacity), `reward_model`, `pairwise` (a local LM as judge),
-`report` (Markdown and plotly) and `benchmark` (speed and memory ratios). Functions return plain
-data; nothing here prints.
+`stats` (intervals), `logprobs` (the shared teacher-forcing scorers: summed, per token, and with
+a shared prefix), `alignment` (AlignX alignment accuracy, the app's judge capacity), `fit`
+(persona fit of an answer: the model's per-token implicit reward under each persona), `compare`
+(seeded samples of several run specs scored by fit), `inference` (which persona a user's pairs
+reveal), `reward_model`, `pairwise` (a local LM as judge), `report` and `fit_report` (Markdown and
+plotly) and `benchmark` (speed and memory ratios). Functions return plain data; nothing here
+prints.
 """

@@ -1,43 +1,57 @@
 """Log-probabilities of responses under prompts, by teacher forcing (the shared scorer).
 
-`sequence_logprobs(lm, [(prompt_ids, response_ids), ...])` sums log p(response tokens | prompt)
-from the model's raw (unwarped) log-softmax in float32. Duplicate items are scored once; items
-are sorted by (length, tokens), padded on the right with an attention mask and run several per
-forward, keeping only the positions that predict response tokens.
+Every value comes from the model's raw (unwarped) log-softmax in float32; nothing here samples.
+
+  * `sequence_logprobs(lm, [(prompt_ids, response_ids), ...])`: Σ log p(response tokens | prompt).
+  * `token_logprobs(lm, items)`: the same, one value per response token (persona fit's heatmap).
+
+(`prefix_tree.prefix_tree_logprobs` computes the sums with shared prefixes fed once.) Both
+score each distinct item once: items are sorted by (length, tokens), padded on the
+right with an attention mask and run several per forward, keeping only the positions that predict
+response tokens. Nothing is ever run one token at a time. A sequence longer than the model's
+context is an `InputError`; callers that prefer to skip such items check `fits_context` first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
 from ..errors import InputError
 
+Item = tuple[Sequence[int], Sequence[int]]
 
-@torch.no_grad()
-def sequence_logprobs(lm, items: Sequence[tuple[Sequence[int], Sequence[int]]], *, batch_size: int = 8,
-                      progress: Callable | None = None) -> list[float]:
-    """Sum of log p(response tokens | prompt tokens) for each (prompt_ids, response_ids).
 
-    Duplicate items are scored once. Items are sorted by (length, tokens), padded on the right
-    with an attention mask, and run several per forward; log-softmax in float32, only over the
-    positions that predict response tokens.
-    """
-    keys = [(tuple(p), tuple(r)) for p, r in items]
-    unique = sorted(set(keys), key=lambda k: (len(k[0]) + len(k[1]), k))
+def fits_context(lm, *lengths: int) -> bool:
+    """True when a sequence of sum(lengths) tokens fits the model's context (or it has no limit)."""
+    context = lm.context_length
+    return not context or sum(lengths) <= context
+
+
+def _check_context(lm, width: int) -> None:
+    if not fits_context(lm, width):
+        raise InputError(f"A prompt plus response is {width} tokens, longer than the model's context of "
+                         f"{lm.context_length}.")
+
+
+def _pad_id(lm) -> int:
+    return lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+
+
+def _scored_rows(lm, items: Sequence[Item], batch_size: int,
+                 progress: Callable | None) -> Iterator[tuple[tuple, torch.Tensor]]:
+    """((prompt, response), float32 log-probs of the response tokens) for each distinct item."""
+    unique = sorted({(tuple(p), tuple(r)) for p, r in items}, key=lambda k: (len(k[0]) + len(k[1]), k))
     model = lm.model
     device = next(model.parameters()).device
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    context = lm.context_length
-    values: dict = {}
+    pad = _pad_id(lm)
     batch_size = max(1, int(batch_size))
     for start in range(0, len(unique), batch_size):
         chunk = unique[start:start + batch_size]
         seqs = [list(p) + list(r) for p, r in chunk]
         width = max(len(s) for s in seqs)
-        if context and width > context:
-            raise InputError(f"A prompt plus response is {width} tokens, longer than the model's context of {context}.")
+        _check_context(lm, width)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, s in enumerate(seqs):
@@ -58,7 +72,22 @@ def sequence_logprobs(lm, items: Sequence[tuple[Sequence[int], Sequence[int]]], 
         token_lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (rows, last - first)
         for row, (p, r) in enumerate(chunk):
             lo = len(p) - 1 - first
-            values[(p, r)] = float(token_lp[row, lo:lo + len(r)].double().sum())
+            yield (p, r), token_lp[row, lo:lo + len(r)]
         if progress:
             progress(min(start + batch_size, len(unique)), len(unique))
-    return [values[k] for k in keys]
+
+
+@torch.no_grad()
+def sequence_logprobs(lm, items: Sequence[Item], *, batch_size: int = 8,
+                      progress: Callable | None = None) -> list[float]:
+    """Sum of log p(response tokens | prompt tokens) for each (prompt_ids, response_ids)."""
+    values = {key: float(lp.double().sum()) for key, lp in _scored_rows(lm, items, batch_size, progress)}
+    return [values[(tuple(p), tuple(r))] for p, r in items]
+
+
+@torch.no_grad()
+def token_logprobs(lm, items: Sequence[Item], *, batch_size: int = 8,
+                   progress: Callable | None = None) -> list[list[float]]:
+    """log p(y_t | prompt, y_<t) for every response token t of each (prompt_ids, response_ids)."""
+    values = {key: lp.tolist() for key, lp in _scored_rows(lm, items, batch_size, progress)}
+    return [values[(tuple(p), tuple(r))] for p, r in items]

@@ -2,20 +2,23 @@
 
 Per run spec: responses, mean length (words and new tokens), tokens/s (all tokens over all
 seconds), Persona-judge's acceptance rate (mean over responses), share stopped by end-of-sequence;
-plus any score files written by ``eval rm --out`` / ``eval judge --out`` / ``eval align-acc --out``.
+plus any score files written by ``eval rm --out`` / ``eval judge --out`` / ``eval align-acc --out``
+/ ``eval fit --out``. Persona-fit files add their own section and scatter (`fit_report`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
+from .fit_report import check_fit_scores, fit_axes, fit_markdown, fit_scatter
 from .records import load_records, spec_key, specs_in
+
+KINDS = ("rm", "judge", "align-acc", "fit")
 
 
 def summarize(records: list[dict]) -> dict:
@@ -51,8 +54,11 @@ def load_scores(paths) -> list[dict]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg}).") from exc
-        if not isinstance(data, dict) or data.get("kind") not in ("rm", "judge", "align-acc"):
-            raise InputError(f"{path} is not a score file from `eval rm --out`, `eval judge --out` or `eval align-acc --out`.")
+        if not isinstance(data, dict) or data.get("kind") not in KINDS:
+            raise InputError(f"{path} is not a score file from `eval rm --out`, `eval judge --out`, "
+                             "`eval align-acc --out` or `eval fit --out`.")
+        if data["kind"] == "fit":
+            check_fit_scores(data, path)
         scores.append(data)
     return scores
 
@@ -93,6 +99,8 @@ def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
             for key in ("win", "tie", "loss"):
                 d = sc[key]
                 lines.append(f"| {key} | {d['count']} / {sc['n']} | {_f(d['rate'])} [{_f(d['low'])}, {_f(d['high'])}] |")
+        elif sc["kind"] == "fit":
+            lines += fit_markdown(sc)
         else:
             lines += [f"## Alignment accuracy: {sc.get('model', '')}", "",
                       f"Accuracy {_interval(sc)} over {sc['n']} pairs (ties count ½)."]
@@ -132,15 +140,24 @@ def figure(summary: dict, scores: list[dict]):
     return fig
 
 
-def write_report(records_path, score_paths=(), out_md=None, out_html=None) -> dict:
+def write_report(records_path, score_paths=(), out_md=None, out_html=None, axes: tuple = (None, None)) -> dict:
+    """Markdown and/or HTML report; `axes` = (x, y) personas of the persona-fit scatters (default A, B).
+
+    Everything is read and checked before anything is written.
+    """
     records = load_records(records_path)
     summary = summarize(records)
     scores = load_scores(score_paths)
+    scatters = [(sc, xy) for sc in scores if sc["kind"] == "fit" for xy in [fit_axes(sc, *axes)] if xy]
     md = markdown(summary, scores, source=Path(records_path).name)
     if out_md:
         Path(out_md).parent.mkdir(parents=True, exist_ok=True)
         Path(out_md).write_text(md, encoding="utf-8")
     if out_html:
+        figures = [figure(summary, scores)] + [fit_scatter(sc, *xy) for sc, xy in scatters]
+        # One page, plotly.js embedded once (offline), one div per figure.
+        body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
         Path(out_html).parent.mkdir(parents=True, exist_ok=True)
-        figure(summary, scores).write_html(os.fspath(out_html), include_plotlyjs=True, full_html=True)
+        Path(out_html).write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Run comparison"
+                                  f"</title></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
     return {"summary": summary, "markdown": md, "scores": [s.get("metric", s["kind"]) for s in scores]}

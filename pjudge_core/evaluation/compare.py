@@ -1,0 +1,110 @@
+"""Compare run specs on one query by persona fit: K seeded samples per spec, each one scored.
+
+    result = compare(lm, "Describe a sunset.", ["Be concise.", "Be funny."], "persona-judge,direct", samples=4)
+    result["by_spec"]["persona-judge"]["A"]      # {n, mean, low, high, sd}: mean fit under A, nats/token
+    result["beats_baseline"]["persona-judge"]    # {wins, n, rate, low, high}: samples where it beats direct on every persona
+
+    for update in stream_compare(...):           # one update per answer; close() (or stop iterating) to stop
+        update["done"], update["total"], update["sample"], update["result"]
+
+Sample k of every spec uses the seed `batch.record_seed(settings.seed, k)`, so the specs share
+their random numbers (as batch runs do) and a fixed seed reproduces the comparison; with
+``settings.seed=None`` one base seed is drawn and recorded. Each answer is scored with
+`fit.answer_fits` under every persona of the run (not only the spec's own), on the tokens the
+model emitted (without a final end-of-sequence token); an answer with no tokens is kept with
+``mean: None`` and a reason under "skipped". The summary is `fit.summarize_fits` with the
+samples paired by index. The scores are the same model's opinion of its own answers: partly
+circular (see `fit`).
+
+`stream_compare` validates everything before returning its generator, so a bad spec or setting
+is an `InputError` at the call, not at the first step. Interrupting it (closing the generator)
+takes effect between answers: the answer in flight is finished first.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from ..engine.methods import labelled
+from ..engine.settings import DecodeSettings
+from ..engine.specs import RunSpec, parse_specs
+from ..errors import InputError
+from .batch import DEFAULT_SPECS, record_seed
+from .fit import BASELINE, NOTE, answer_fits, summarize_fits
+
+
+def _plan(lm, query, preferences, specs, samples, settings) -> tuple[dict, list[RunSpec], DecodeSettings, int]:
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("The query is empty; type a question or instruction.")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise InputError(f"The number of samples per run spec must be a whole number of at least 1; got {samples!r}.")
+    prefs = labelled(preferences)
+    if not prefs:
+        raise InputError("Comparing by persona fit needs at least one preference text.")
+    settings = settings or DecodeSettings()
+    if not isinstance(settings, DecodeSettings):
+        raise InputError("settings must be a DecodeSettings.")
+    specs = parse_specs(specs)
+    for spec in specs:
+        spec.check(prefs, settings)
+    base_seed = settings.seed if settings.seed is not None else secrets.randbits(31)
+    return prefs, specs, settings.replace(seed=base_seed), base_seed
+
+
+def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str],
+                   specs: str | Sequence[str | RunSpec] = DEFAULT_SPECS, samples: int = 3,
+                   settings: DecodeSettings | None = None, *, baseline: str = BASELINE) -> Iterator[dict]:
+    """A generator of ``{"done", "total", "sample", "result"}``, one per answer (module docstring)."""
+    prefs, specs, settings, base_seed = _plan(lm, query, preferences, specs, samples, settings)
+    eos = lm.eos_token_ids
+    head = {"query": query, "model": lm.name, "preferences": prefs, "specs": {s.key: s.label for s in specs},
+            "samples": samples, "seed": base_seed, "settings": settings.to_dict(), "note": NOTE}
+
+    def run() -> Iterator[dict]:
+        answers: list[dict] = []
+        total = samples * len(specs)
+        for k in range(samples):
+            seed = record_seed(base_seed, k)
+            for spec in specs:
+                result = spec.run(lm, query, prefs, settings.replace(seed=seed))
+                ids = list(result.token_ids)
+                while ids and ids[-1] in eos:
+                    ids.pop()
+                sample = {"spec": spec.key, "label": spec.label, "sample": k, "seed": seed, "text": result.text,
+                          "new_tokens": result.stats["new_tokens"], "stopped_by": result.stats["stopped_by"],
+                          "mean": None, "fit": None, "skipped": None}
+                if ids:
+                    fit = answer_fits(lm, [(query, ids)], prefs, skip_long=True)[0]
+                    if fit is None:
+                        sample["skipped"] = "longer than the context"
+                    else:
+                        sample.update(mean=fit.mean, fit=fit.to_dict())
+                else:
+                    sample["skipped"] = "empty answer"
+                answers.append(sample)
+                summary = summarize_fits([{"key": a["sample"], **a} for a in answers], list(prefs), baseline=baseline)
+                yield {"done": len(answers), "total": total, "sample": sample,
+                       "result": {**head, **summary, "done": len(answers), "total": total, "answers": list(answers)}}
+
+    return run()
+
+
+def compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str],
+            specs: str | Sequence[str | RunSpec] = DEFAULT_SPECS, samples: int = 3,
+            settings: DecodeSettings | None = None, *, baseline: str = BASELINE,
+            progress: Callable | None = None) -> dict:
+    """Run `stream_compare` to the end; `progress(done, total)` after each answer.
+
+    Returns ``{query, model, preferences, specs {key: label}, samples, seed, settings, note,
+    labels, baseline, by_spec {spec: {label: {n, mean, low, high, sd}}}, beats_baseline {spec:
+    {wins, n, rate, low, high}}, done, total, answers [...]}``; each answer is ``{spec, label,
+    sample, seed, text, new_tokens, stopped_by, mean {label: nats/token}, fit (Fit.to_dict()),
+    skipped}``.
+    """
+    last = None
+    for update in stream_compare(lm, query, preferences, specs, samples, settings, baseline=baseline):
+        last = update
+        if progress:
+            progress(update["done"], update["total"])
+    return last["result"]

@@ -1,0 +1,41 @@
+"""Persona inference and persona fit end to end on the bundled SmolLM2-135M-Instruct (offline). Slow."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from pjudge_core import infer_persona, persona_fit, prompt_ids
+from pjudge_core.evaluation.inference import load_candidates, load_users
+from pjudge_core.evaluation.logprobs import sequence_logprobs
+
+ROOT = Path(__file__).resolve().parents[1]
+ELEMENTARY = "Generate a response that can be easily understood by an elementary school student."
+PHD = "Generate a response that only a PhD Student in that specific field could understand."
+
+
+@pytest.mark.slow
+def test_infer_on_sample_users_and_fit_a_short_answer(bundled_lm):
+    tok = bundled_lm.tokenizer
+    candidates = load_candidates(ROOT / "data" / "psoups_candidates.json")
+    users = load_users(ROOT / "data" / "psoups_student_phd_sample.json")[:2]
+    inferences = [infer_persona(bundled_lm, user["pairs"], candidates) for user in users]
+    for user, inference in zip(users, inferences):
+        assert len(inference.ranking) == 6 and inference.pairs == 4 and not inference.skipped
+        assert all(math.isfinite(s) for _, s in inference.ranking)
+        assert [t for t, _ in inference.ranking].index(user["truth"]) < 2  # the truth is among the top two
+    # the shared-cache, batched scores equal whole unshared sequences on a real chat template
+    user = users[0]
+    for c in (user["truth"], candidates[4]):
+        items = [(prompt_ids(tok, p["prompt"], [c]), tok(p[k], add_special_tokens=False)["input_ids"])
+                 for p in user["pairs"] for k in ("chosen", "rejected")]
+        lp = sequence_logprobs(bundled_lm, items, batch_size=1)
+        assert dict(inferences[0].ranking)[c] == pytest.approx(
+            sum(lp[0::2]) - sum(lp[1::2]), abs=2e-3)
+
+    answer = "Plants use sunlight, water and air to make their own food."
+    fit = persona_fit(bundled_lm, "How do plants eat?", answer, [ELEMENTARY, PHD])
+    assert "".join(fit.texts) == answer and len(fit.per_token["A"]) == len(fit.texts) > 8
+    assert all(math.isfinite(v) for values in fit.per_token.values() for v in values)
+    assert fit.mean["A"] > fit.mean["B"]  # a plain answer sounds more like the elementary-school persona
+
