@@ -111,8 +111,10 @@ def test_fusion_records_the_fused_p_and_each_personas_own_probability(tiny_lm):
 def test_fusion_computes_the_no_preference_logits_only_when_alpha_is_positive(tiny_lm):
     plain = generate(tiny_lm, "fusion", QUERY, PREFS[:2], S, alpha=0.0)
     contrast = generate(tiny_lm, "fusion", QUERY, PREFS[:2], S, alpha=1.0)
-    assert plain.stats["forward_passes"] == 2 * plain.stats["new_tokens"]
-    assert contrast.stats["forward_passes"] == 3 * contrast.stats["new_tokens"]
+    # one forward per token, the prompts as rows: two personas, plus no preference only when α > 0
+    assert plain.stats["forward_passes"] == plain.stats["new_tokens"] and len(plain.stats["prompt_tokens"]) == 2
+    assert contrast.stats["forward_passes"] == contrast.stats["new_tokens"]
+    assert len(contrast.stats["prompt_tokens"]) == 3
     assert "none" in contrast.settings["prompts"] and "none" not in plain.settings["prompts"]
 
 

@@ -81,3 +81,54 @@ class RoleCache:
         if self.seen > length:
             self.cache.crop(-(self.seen - length))  # transformers 5: negative = tokens to remove
             self.seen = length
+
+
+class BatchedCache:
+    """Several prompts as the rows of one batch, all followed by the same output tokens (fusion).
+
+    The prompts are padded on the left, with an attention mask and explicit position ids
+    (cumsum(mask) − 1), so every row sees exactly its own prompt. `logits(output)` feeds the
+    output tokens the cache has not seen (the same ones in every row) in one forward and returns
+    each row's next-token logits, (rows, vocab). Why rows and not one cache per prompt: on this
+    CPU a forward of two rows costs ~1.5x one row, two batch-one forwards 2x (SmolLM2-135M).
+    """
+
+    def __init__(self, model, prompts: Sequence[Sequence[int]]):
+        self.model = model
+        width = max(len(p) for p in prompts)
+        pad = 0
+        self.pending = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
+        self.mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+        self.cache = DynamicCache(config=model.config)
+        self.next_position = torch.zeros((len(prompts), 1), dtype=torch.long)
+        self.seen_output = 0
+        self.forward_passes = 0
+        self.split_projection = uses_split_projection(model)
+
+    def logits(self, output: Sequence[int]) -> torch.Tensor:
+        new = list(output[self.seen_output:])
+        rows = self.mask.shape[0]
+        device = self.model.device
+        if self.seen_output == 0 and self.forward_passes == 0:  # first call: the prompts, then any output
+            ids = torch.cat([self.pending, torch.tensor([new] * rows, dtype=torch.long).reshape(rows, len(new))], 1)
+            mask = torch.cat([self.mask, torch.ones((rows, len(new)), dtype=torch.long)], 1)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        else:
+            if not new:
+                raise ValueError("asked for logits of positions that are already cached")
+            ids = torch.tensor([new] * rows, dtype=torch.long)
+            mask = torch.cat([self.mask, torch.ones((rows, len(new)), dtype=torch.long)], 1)
+            positions = self.next_position + torch.arange(len(new))
+        with torch.no_grad():
+            kwargs = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                          past_key_values=self.cache, use_cache=True)
+            if self.split_projection:
+                hidden = self.model.get_decoder()(**kwargs).last_hidden_state[:, -1, :]
+                logits = project_to_vocabulary(self.model, hidden)
+            else:
+                logits = self.model(**kwargs, logits_to_keep=1).logits[:, -1, :]
+        self.forward_passes += 1
+        self.mask = mask
+        self.next_position = positions[:, -1:] + 1
+        self.seen_output = len(output)
+        return logits

@@ -10,7 +10,9 @@ context-aware decoding). The fused logits then go through the same `Warping` as 
 greedy). Each Step records the fused probability p of the token and each persona's own
 probability of it under the same processing (`persona_p`).
 
-One cached forward per prompt per token (see `FUSION_BATCHING` for how they are run).
+One forward per token, the prompts (personas, and no preference when α > 0) as the rows of one
+batch (`BatchedCache`): measured on 2 CPU cores with SmolLM2-135M, two rows cost 1.48x a
+batch-one forward, two batch-one forwards 1.99x.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .caches import RoleCache
+from .caches import BatchedCache
 from .sampling import JudgedToken, Uniforms, Warping, choose
 from .settings import DecodeSettings
 from .trace import Recorder, Step
@@ -38,14 +40,15 @@ def fusion_steps(lm, prompts: dict[str, list[int]], base_prompt: list[int] | Non
                  alpha: float, recorder: Recorder, settings: DecodeSettings,
                  uniforms: Uniforms) -> Iterator[Step]:
     labels = list(prompts)
-    roles = [RoleCache(lm.model, ids) for ids in prompts.values()]
-    base = RoleCache(lm.model, base_prompt) if alpha > 0 else None
+    rows = list(prompts.values()) + ([base_prompt] if alpha > 0 else [])  # the last row is ℓ₀ when α > 0
+    batch = BatchedCache(lm.model, rows)
     w = torch.tensor(list(weights), dtype=torch.float32)
     warping = Warping(settings)
     output: list[int] = []
     while not recorder.finished(output, settings.max_new_tokens):
-        persona_logits = torch.cat([role.logits(output) for role in roles]).float()
-        base_logits = base.logits(output)[0].float() if base is not None else None
+        logits = batch.logits(output).float()
+        persona_logits = logits[:len(labels)]
+        base_logits = logits[len(labels)] if alpha > 0 else None
         fused = fuse_logits(persona_logits, w, alpha, base_logits)
         p = warping.probs(fused[None], [output])[0]
         token = choose(p, uniforms.at(len(output))[Uniforms.DRAFT], settings.greedy)
@@ -53,6 +56,4 @@ def fusion_steps(lm, prompts: dict[str, list[int]], base_prompt: list[int] | Non
         output.append(token)
         yield recorder.step(p, None, JudgedToken(token, "fused"),
                             persona_p={label: float(v) for label, v in zip(labels, own)})
-    passes = sum(r.forward_passes for r in roles) + (base.forward_passes if base is not None else 0)
-    prompt_list = list(prompts.values()) + ([base_prompt] if base is not None else [])
-    return recorder.result(passes, prompt_list)
+    return recorder.result(batch.forward_passes, rows)
