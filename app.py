@@ -24,12 +24,18 @@ import gradio as gr
 
 from pjudge_core import DecodeSettings, LoadedModel
 from pjudge_core import presets as P
-from pjudge_core.ui import lab, render
+from pjudge_core.ui import insight, lab, render
 from pjudge_core.ui.access import Access
 from pjudge_core.ui.fields import raw
-from pjudge_core.ui.handlers import MAX_PERSONAS, Studio
+from pjudge_core.ui.form import MAX_PERSONAS
+from pjudge_core.ui.handlers import Studio
+from pjudge_core.ui.insight_handlers import DEFAULT_FRONT_TOKENS, DEFAULT_SAMPLES, MAX_SAMPLES, InsightHandlers
 from pjudge_core.ui.models import ModelHolder, default_model, first_run, model_choices
 
+FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
+            "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
+            "less. The scorer is the same model that wrote the answers, so this is its own opinion (partly circular), "
+            "not a human judgement.")
 HERE = Path(__file__).resolve().parent
 CSS_PATH = HERE / "assets" / "style.css"
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
@@ -73,6 +79,7 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
     """The page; `access` (default: from the environment) says whether it is a public deployment."""
     access = access or Access.from_env()
     studio = Studio(MODELS, access)
+    insights = InsightHandlers(MODELS, access)
     data = P.presets()
     persona_names = list(data.personas)
     model_id = default_model_id(access)
@@ -172,8 +179,57 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
         with gr.Row():
             plot = gr.Plot(label="log(p/q) per token", elem_id="pj-plot")
             acceptance = gr.Plot(label="Acceptance rate", elem_id="pj-acceptance")
-        download = gr.DownloadButton("Download this run (JSON: every panel's text, spec, settings, trace)",
-                                     visible=False, size="sm", elem_id="run-download")
+        download = gr.DownloadButton("Download this run (JSON: every panel's text, spec, settings, trace, persona "
+                                     "fit, front, inference)", visible=False, size="sm", elem_id="run-download")
+
+        # ---- insight: what did each persona do to the answers?
+        gr.Markdown("### Did it work? Persona fit of every answer\n" + FIT_NOTE, elem_id="fit-note")
+        fit_heatmap = gr.Plot(label="Persona fit per token", elem_id="fit-heatmap")
+        with gr.Accordion("Which method served every persona best? Sample K answers per method", open=False,
+                          elem_id="front-section"):
+            gr.Markdown("Samples K answers per ticked method (seeds shared across methods), scores each under "
+                        "every persona, and plots one point per answer with each method's mean and 95% interval. "
+                        "Up and to the right is better for both personas.")
+            with gr.Row():
+                front_k = raw(gr.Slider(1, MAX_SAMPLES, value=DEFAULT_SAMPLES, step=1, label="K: samples per method",
+                                        elem_id="front-k"))
+                front_tokens = raw(gr.Slider(8, 256, value=DEFAULT_FRONT_TOKENS, step=8, label="tokens per answer",
+                                             elem_id="front-tokens"))
+                front_x = raw(gr.Dropdown(["A", "B"], value="A", label="x axis: persona", elem_id="front-x"))
+                front_y = raw(gr.Dropdown(["A", "B"], value="B", label="y axis: persona", elem_id="front-y"))
+            with gr.Row():
+                front_btn = gr.Button("Sample K per method", variant="primary", elem_id="front-btn")
+                front_stop = gr.Button("Stop sampling", variant="stop", elem_id="front-stop")
+            front_msg = gr.HTML("", elem_id="front-status")
+            front_plot = gr.Plot(label="Persona fit per answer", elem_id="fit-front")
+        front_state = gr.State(None)
+
+        with gr.Accordion("Infer a persona from a user's example pairs", open=False, elem_id="infer-section"):
+            gr.Markdown("Which candidate persona best explains what a user chose? Each candidate scores "
+                        "Σ [log p(chosen | prompt, persona) − log p(rejected | prompt, persona)] under this model.")
+            with gr.Row():
+                infer_user = raw(gr.Dropdown(insight.user_choices(), value=None, label="A P-Soups user (bundled)",
+                                             elem_id="infer-user", scale=3))
+                infer_kind = gr.Radio([(label, kind) for kind, label in insight.CANDIDATE_KINDS.items()],
+                                      value="psoups", label="Candidates", elem_id="infer-candidates", scale=2)
+            infer_profile = gr.HTML("", elem_id="infer-profile")
+            infer_pairs = gr.Dataframe(headers=["prompt", "chosen", "rejected"], column_count=(3, "fixed"),
+                                       row_count=(3, "dynamic"), type="array", interactive=True, wrap=True,
+                                       label="Example pairs (edit, add rows, or paste)", elem_id="infer-pairs")
+            with gr.Accordion("Paste or upload JSON", open=False):
+                infer_json = gr.Textbox("", lines=4, label="JSON: a list of {prompt, chosen, rejected}, or one "
+                                        "user record", elem_id="infer-json")
+                with gr.Row():
+                    infer_json_btn = gr.Button("Put this JSON in the table", size="sm", elem_id="infer-json-btn")
+                    infer_file = gr.UploadButton("Upload a .json file", file_types=[".json"], size="sm",
+                                                 elem_id="infer-file")
+            infer_btn = gr.Button("Infer the persona", variant="primary", elem_id="infer-btn")
+            infer_out = gr.HTML("", elem_id="infer-result")
+            with gr.Row():
+                use_a = gr.Button("Use the best as persona A", size="sm", interactive=False, elem_id="infer-use-a")
+                use_b = gr.Button("Use the best as persona B", size="sm", interactive=False, elem_id="infer-use-b")
+        truth = gr.State(None)
+        inference = gr.State(None)
 
         with gr.Accordion("Judge capacity: can this model tell two personas apart?", open=False):
             gr.Markdown("Scores a sample of the P-Soups student/PhD preference pairs: how often the "
@@ -202,13 +258,34 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
             GPU(studio.run),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
              top_k, top_p, max_new, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
-             repetition_penalty, no_repeat],
-            [*panel_html, heatmap, plot, acceptance, download, run_msg, record],
+             repetition_penalty, no_repeat, record],
+            [*panel_html, heatmap, plot, acceptance, download, run_msg, record, fit_heatmap],
             concurrency_id=CONCURRENCY_ID, api_name="run",
         )
         run_event.then(studio.status, None, model_msg, api_visibility="private")
         stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, run_msg, cancels=[run_event],
                        api_visibility="private")
+        front_event = front_btn.click(
+            GPU(insights.front),
+            [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature, top_k,
+             top_p, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
+             repetition_penalty, no_repeat, front_k, front_tokens, front_x, front_y, record],
+            [front_plot, front_msg, front_state, download, record], concurrency_id=CONCURRENCY_ID, api_name="front")
+        front_stop.click(lambda: render.message_html("Stopped.", "info"), None, front_msg, cancels=[front_event],
+                         api_visibility="private")
+        for axis in (front_x, front_y):
+            axis.input(InsightHandlers.front_axes, [front_state, front_x, front_y], front_plot,
+                       api_visibility="private")
+        n_personas.change(InsightHandlers.axes_choices, n_personas, [front_x, front_y], api_visibility="private")
+        loaded = [infer_pairs, infer_profile, truth, infer_out]
+        infer_user.input(InsightHandlers.pick_user, infer_user, loaded, api_visibility="private")
+        infer_json_btn.click(InsightHandlers.paste_json, infer_json, loaded, api_visibility="private")
+        infer_file.upload(InsightHandlers.upload, infer_file, loaded, api_visibility="private")
+        infer_btn.click(GPU(insights.infer), [model, four_bit, infer_pairs, infer_kind, truth, record],
+                        [infer_out, inference, use_a, use_b, download, record], concurrency_id=CONCURRENCY_ID,
+                        api_name="infer")
+        use_a.click(InsightHandlers.use_best, inference, [persona_a, pref_a], api_visibility="private")
+        use_b.click(InsightHandlers.use_best, inference, [persona_b, pref_b], api_visibility="private")
         cap_btn.click(GPU(studio.capacity), [model, four_bit, cap_n], cap_out, concurrency_id=CONCURRENCY_ID,
                       api_name="capacity")
 

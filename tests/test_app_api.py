@@ -13,7 +13,10 @@ from gradio_client import Client
 
 import app
 from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
-from pjudge_core.ui import lab
+from pjudge_core.evaluation.compare import compare
+from pjudge_core.evaluation.fit import persona_fit
+from pjudge_core.evaluation.inference import infer_persona
+from pjudge_core.ui import insight, lab
 
 QUERY = "Describe a sunset."
 PREF_A, PREF_B = "be vivid", "be creative"
@@ -26,7 +29,7 @@ def client(tiny_lm):
 
 
 PANEL = {slot: i for i, slot in enumerate(lab.SLOTS)}  # the run's outputs: one HTML per panel, then ...
-HEATMAP, PLOT, ACCEPTANCE, DOWNLOAD, MESSAGE = range(len(lab.SLOTS), len(lab.SLOTS) + 5)
+HEATMAP, PLOT, ACCEPTANCE, DOWNLOAD, MESSAGE, FIT_HEATMAP = range(len(lab.SLOTS), len(lab.SLOTS) + 6)
 
 
 RUN_DEFAULTS = dict(  # the /run API's parameters, in order, with this file's test values
@@ -163,3 +166,80 @@ def test_default_model_offline_and_on_spaces(monkeypatch):
     monkeypatch.setattr(app, "ON_SPACES", True)
     assert app.default_model_id() == "Qwen/Qwen2.5-1.5B-Instruct"
     assert [v for _, v in app.model_choices()][0] == "bundled"
+
+
+# --------------------------------------------------------------------------- lab insight
+
+def last_plot(outputs, index) -> dict:
+    """The last plotly figure an output received (later updates may leave it unchanged)."""
+    value = next(o[index] for o in reversed(outputs) if isinstance(o[index], dict) and "plot" in o[index])
+    return json.loads(value["plot"])
+
+def test_each_finished_answer_gets_its_persona_fit_in_its_panel_the_heatmap_and_the_record(client, tiny_lm):
+    outputs = run(client, max_new=24)
+    final = outputs[-1]
+    record = downloaded(final[DOWNLOAD])
+    plot = last_plot(outputs, FIT_HEATMAP)
+    assert len(plot["data"]) == 2  # one subplot per finished panel
+    assert record["fit"]["note"].startswith("Persona fit is the scoring model's own opinion")
+    for panel in record["panels"]:
+        ids = [t for t in panel["token_ids"] if t not in tiny_lm.eos_token_ids]
+        expected = persona_fit(tiny_lm, QUERY, ids, {"A": PREF_A, "B": PREF_B})
+        fit = record["fit"]["panels"][panel["slot"]]
+        assert fit["mean"] == pytest.approx(expected.mean, abs=1e-5)
+        html_panel = final[PANEL[panel["slot"]]]
+        assert f'data-label="A" data-fit="{expected.mean["A"]:.6f}"'[:-3] in html_panel
+    # the fit arrives with the panel that finished, before the run's last update
+    first_fit = next(i for i, o in enumerate(outputs) if "pj-fit" in str(o[PANEL["persona-judge"]]) or
+                     "pj-fit" in str(o[PANEL["direct"]]))
+    assert first_fit < len(outputs) - 1
+
+
+FRONT_ARGS = ["tiny-test", False, "vivid", PREF_A, "creative", PREF_B, QUERY, 4, "alternate", False, 0.9, 20, 0.9, 7,
+              ["persona-judge", "direct"], 2, None, "", None, "", 0.0, "", 1.0, 0]
+
+
+def test_front_samples_k_per_method_and_matches_compare(client, tiny_lm):
+    job = client.submit(*FRONT_ARGS, 3, 8, "A", "B", api_name="/front")
+    job.result()
+    outputs = job.outputs()
+    progress = [html.unescape(str(o[1])) for o in outputs if o[1]]
+    assert any("1 of 6 answers" in m for m in progress) and any("6 of 6 answers" in m for m in progress)
+    record = downloaded(outputs[-1][2])
+    front = record["front"]
+    expected = compare(tiny_lm, QUERY, {"A": PREF_A, "B": PREF_B}, "persona-judge,direct", samples=3,
+                       settings=DecodeSettings(max_new_tokens=8, seed=7, repetition_penalty=1.0))
+    assert [a["text"] for a in front["answers"]] == [a["text"] for a in expected["answers"]]
+    assert front["by_spec"]["persona-judge"]["A"]["mean"] == pytest.approx(
+        expected["by_spec"]["persona-judge"]["A"]["mean"], abs=1e-6)
+    plot = last_plot(outputs, 0)
+    assert {t["name"] for t in plot["data"]} >= {"persona-judge", "direct"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(samples=0), "Samples per method must be between 1 and 16"),
+    (dict(x="C"), "Pick two different personas for the axes among A, B"),
+    (dict(tokens="many"), "Tokens per answer must be a number"),
+])
+def test_front_bad_input_is_a_message(client, changes, message):
+    values = {"samples": 2, "tokens": 8, "x": "A", "y": "B", **changes}
+    job = client.submit(*FRONT_ARGS, *values.values(), api_name="/front")
+    job.result()
+    messages = [html.unescape(str(o[1])) for o in job.outputs()]
+    assert any(message in m and "pj-msg-error" in m for m in messages), messages
+
+
+def test_infer_ranks_the_candidates_like_the_library(client, tiny_lm):
+    user = insight.sample_user(3)
+    table = {"headers": ["prompt", "chosen", "rejected"], "data": insight.pairs_rows(user["pairs"])}
+    result_html = client.predict("tiny-test", False, table, "psoups", api_name="/infer")[0]
+    expected = infer_persona(tiny_lm, user["pairs"], insight.candidates("psoups"))
+    ranked = [html.unescape(text) for text in
+              __import__("re").findall(r'class="pj-cand-text">([^<]*)', result_html)]
+    assert ranked == [text for text, _ in expected.ranking]
+
+
+def test_infer_with_malformed_pairs_is_a_message(client):
+    table = {"headers": ["prompt", "chosen", "rejected"], "data": [["Hi?", "", "No."]]}
+    message = html.unescape(client.predict("tiny-test", False, table, "psoups", api_name="/infer")[0])
+    assert "pj-msg-error" in message and "Row 1 of the example pairs has an empty 'chosen' cell" in message

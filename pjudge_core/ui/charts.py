@@ -6,17 +6,19 @@
 * `acceptance_figure`: acceptance rate per block (bars coloured by drafter) and per drafter.
 * `heatmap_figure`: blocks (rows) x position in the block (columns), each cell coloured by what
   the judge decided (accepted / resampled / bonus), hover with token, p, q, p/q, drafter and judge.
+* `fit_heatmap_figure`: persona fit per token of finished answers (a row per persona).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..engine.trace import Step
+from ..evaluation.fit import Fit
 
 COLORS = {"accepted": "#2e9e5b", "resampled": "#d9534f", "bonus": "#3b7dd8", "sampled": "#888888"}
 DRAFTER_COLORS = {"A": "#e08a00", "B": "#8a4fd8", "C": "#0f9d8f", "D": "#d6336c"}
@@ -66,10 +68,13 @@ def _hover(step: Step) -> str:
     extra = ""
     if step.decision == "resampled" and step.rejected_text is not None:
         extra = f"<br>rejected draft {step.rejected_text!r}"
-    # Plotly renders hover text as its own restricted markup; escape < > & from model output.
-    safe = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
-    return (f"#{step.index} {safe(repr(text))}<br>{step.decision}, {roles}, block {step.block}"
-            f"<br>p={step.p:.3g}{q}{ratio}{safe(extra)}")
+    return (f"#{step.index} {plotly_text(repr(text))}<br>{step.decision}, {roles}, block {step.block}"
+            f"<br>p={step.p:.3g}{q}{ratio}{plotly_text(extra)}")
+
+
+def plotly_text(text: str) -> str:
+    """Plotly renders hover text as its own restricted markup: model output gets < > & escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def logratio_figure(steps: Sequence[Step], height: int = 280) -> go.Figure:
@@ -179,3 +184,42 @@ def heatmap_figure(steps: Sequence[Step], height: int | None = None) -> go.Figur
         fig.add_annotation(text="no Persona-judge tokens yet", showarrow=False, x=0.5, y=0.5, xref="paper",
                            yref="paper")
     return fig
+
+
+FIT_CLIP = 3.0  # nats: the colour scale ends here so one extreme token does not wash out the rest
+
+
+def fit_heatmap_figure(fits: Mapping[str, Fit], persona_names: Mapping[str, str] | None = None) -> go.Figure:
+    """Persona fit per token: one subplot per answer (`fits` is {panel title: Fit}), a row per
+    persona, a column per token, coloured by that token's implicit reward under that persona
+    (blue: the persona made the model more willing to write it; red: less)."""
+    names = persona_names or {}
+    titles = list(fits)
+    rows = max(1, len(titles))
+    heights = [max(1, len(fits[t].labels)) for t in titles] or [1]
+    fig = make_subplots(rows=rows, cols=1, subplot_titles=titles or None, vertical_spacing=0.5 / (rows * 4 + 1),
+                        row_heights=heights)
+    values = [abs(v) for fit in fits.values() for per in fit.per_token.values() for v in per]
+    span = min(FIT_CLIP, max(0.5, sorted(values)[int(0.98 * (len(values) - 1))] if values else 1.0))
+    for row, title in enumerate(titles, 1):
+        fit = fits[title]
+        labels = [plotly_text(f"{label} {names.get(label, '')}".strip()) for label in fit.labels]
+        tokens = [plotly_text(_visible(t)) for t in fit.texts]
+        fig.add_trace(go.Heatmap(
+            z=[fit.per_token[label] for label in fit.labels], x=list(range(1, len(tokens) + 1)), y=labels,
+            customdata=[tokens] * len(labels), coloraxis="coloraxis", xgap=1, ygap=2,
+            hovertemplate=f"<b>{plotly_text(title)}</b><br>token %{{x}}: %{{customdata}}<br>%{{y}}: fit "
+                          "%{z:+.2f} nats<extra></extra>"), row=row, col=1)
+        fig.update_yaxes(autorange="reversed", row=row, col=1)
+    _layout(fig, "Persona fit per token (scored by the same model)", 110 + sum(34 * h + 50 for h in heights))
+    fig.update_layout(coloraxis={"colorscale": "RdBu", "cmin": -span, "cmax": span, "cmid": 0,
+                                 "colorbar": {"title": {"text": "nats"}, "thickness": 12}})
+    fig.update_xaxes(title_text="token", row=rows, col=1)
+    if not titles:
+        fig.add_annotation(text="no finished answer yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return fig
+
+
+def _visible(text: str) -> str:
+    """A token's text for a hover label: whitespace made visible."""
+    return text.replace("\n", "⏎").replace(" ", "·") or "∅"

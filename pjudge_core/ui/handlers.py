@@ -14,16 +14,16 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from ..engine.settings import DecodeSettings
-from ..errors import InputError, PJudgeError
+from ..errors import PJudgeError
 from ..evaluation.alignment import judge_capacity
+from ..evaluation.fit import NOTE
 from ..presets import pair, pair_personas, persona_text
-from . import charts, lab, records, render
+from . import charts, insight, lab, records, render
 from .access import Access
+from .form import MAX_PERSONAS, LabForm, number, read_form
 from .models import ModelHolder, describe, recommended_settings
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
-MAX_PERSONAS = 4
 SLOT_ABOUT = {
     "persona-judge": "one persona drafts λ tokens, the next judges them; roles rotate every block",
     "persona-judge-base": "A always drafts, B always judges",
@@ -35,19 +35,6 @@ SLOT_ABOUT = {
 
 def _quantize(four_bit) -> str | None:
     return "4bit" if four_bit else None
-
-
-def _number(value, label: str, default: float, whole: bool = False) -> float | int:
-    """A form value as a number; an empty field is `default`; anything else is a readable error."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{label} must be a number; got {value!r}.") from None
-    if whole and number != int(number):
-        raise InputError(f"{label} must be a whole number; got {value!r}.")
-    return int(number) if whole else number
 
 
 def _about(slot: str) -> str:
@@ -87,46 +74,28 @@ class Studio:
     def run(self, model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy,
             temperature, top_k, top_p, max_new_tokens, seed, methods=lab.DEFAULT_SLOTS, n_personas=2,
             persona_c=None, pref_c="", persona_d=None, pref_d="", alpha=0.0, weights="",
-            repetition_penalty=None, no_repeat_ngram_size=None) -> Iterator[tuple]:
-        """Every ticked method streams at once. Yields one value per output, in this order:
-        one panel HTML per `lab.SLOTS`, heatmap, log-ratio plot, acceptance plot, download
-        button, message, run record (gr.State)."""
+            repetition_penalty=None, no_repeat_ngram_size=None, previous=None) -> Iterator[tuple]:
+        """Every ticked method streams at once; each answer's persona fit appears as it finishes.
+        Yields one value per output, in this order: one panel HTML per `lab.SLOTS`, heatmap,
+        log-ratio plot, acceptance plot, download button, message, run record (gr.State), fit
+        heatmap. `previous` is the last record (its front and inference are carried over)."""
         skip = gr.skip()
 
         def out(panels: dict | None = None, heatmap=skip, plot=skip, acceptance=skip, download=skip, message=skip,
-                record=skip) -> tuple:
+                record=skip, fit_plot=skip) -> tuple:
             panels = panels or {}
             return (*[panels.get(slot, skip) for slot in lab.SLOTS], heatmap, plot, acceptance, download, message,
-                    record)
+                    record, fit_plot)
 
-        names = {"A": persona_a, "B": persona_b, "C": persona_c, "D": persona_d}
         try:
-            count = _number(n_personas, "The number of personas", 2, whole=True)
-            if not 2 <= count <= MAX_PERSONAS:
-                raise InputError(f"Between 2 and {MAX_PERSONAS} personas can be compared; got {count}.")
-            if roles not in ("alternate", "fixed"):
-                raise InputError(f"Roles must be 'alternate' or 'fixed'; got {roles!r}.")
-            methods = [methods] if isinstance(methods, str) else list(methods or [])
-            texts = {"A": pref_a, "B": pref_b, "C": pref_c, "D": pref_d}
-            preferences = {label: texts[label] or "" for label in "ABCD"[:count]}
-            names = {label: names[label] or "custom" for label in preferences}
-            settings = DecodeSettings.from_inputs(
-                lam=lam, alternate=(roles != "fixed"), greedy=greedy, temperature=temperature, top_k=top_k,
-                top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, repetition_penalty=repetition_penalty,
-                no_repeat_ngram_size=no_repeat_ngram_size)
-            chosen = [m for m in lab.SLOTS if m in methods]
-            unknown = sorted(set(map(str, methods)) - set(lab.SLOTS))
-            if unknown:
-                raise InputError(f"Unknown method {unknown[0]!r}; known: {', '.join(lab.SLOTS)}.")
-            if not chosen:
-                raise InputError("Tick at least one method to compare.")
-            weight_values = lab.parse_weights(weights, count)
-            specs = {slot: lab.slot_spec(slot, alpha=_number(alpha, "Fusion α", 0.0), weights=weight_values,
-                                         alternate=settings.alternate) for slot in chosen}
-            for slot, spec in specs.items():
-                spec.check(preferences, settings)
+            form = read_form(self.access, persona_a=persona_a, pref_a=pref_a, persona_b=persona_b, pref_b=pref_b,
+                             query=query, lam=lam, roles=roles, greedy=greedy, temperature=temperature, top_k=top_k,
+                             top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, methods=methods,
+                             n_personas=n_personas, persona_c=persona_c, pref_c=pref_c, persona_d=persona_d,
+                             pref_d=pref_d, alpha=alpha, weights=weights, repetition_penalty=repetition_penalty,
+                             no_repeat_ngram_size=no_repeat_ngram_size)
+            names, preferences, settings, specs = form.names, form.preferences, form.settings, form.specs
             self.access.check_model(model_name, bool(four_bit))
-            self.access.check_run(query, preferences, settings)
             if not self.models.is_loaded(model_name, _quantize(four_bit)):
                 yield out(message=render.message_html(f"Loading {model_name or 'the bundled model'} … "
                                                       "(first run only)", "info"))
@@ -136,11 +105,18 @@ class Studio:
             yield out(message=render.message_html(str(exc), "error"))
             return
 
+        fits: dict[str, tuple] = {}  # slot -> (Fit or None, reason), once its answer is finished
+
         def panel(slot: str, running: bool) -> str:
             p = run.panels[slot]
+            fit = render.fit_html(*fits[slot], persona_names=names) if slot in fits else ""
             return render.panel_html(p.spec.label, _about(slot), p.steps, running=running and not p.done,
                                      stats=p.result.stats if p.result else None, persona_names=names,
-                                     elapsed=time.perf_counter() - run.started)
+                                     elapsed=time.perf_counter() - run.started, extra=fit)
+
+        def fit_figure():
+            scored = {run.panels[slot].spec.label: fit for slot, (fit, _) in fits.items() if fit is not None}
+            return charts.fit_heatmap_figure(scored, names)
 
         placeholder = {slot: render.panel_html(run.panels[slot].spec.label, _about(slot), [], running=True)
                        for slot in specs}
@@ -148,7 +124,7 @@ class Studio:
         yield out({**hidden, **placeholder}, heatmap=None, plot=None, acceptance=None,
                   download=gr.update(visible=False),
                   message=render.message_html(f"Running {len(specs)} method{'s' if len(specs) > 1 else ''} on "
-                                              f"{lm.name} …", "info"), record=None)
+                                              f"{lm.name} …", "info"), record=None, fit_plot=None)
         try:
             last, changed = 0.0, set()
             limit = self.access.time_limit
@@ -161,26 +137,36 @@ class Studio:
                         "Lower max new tokens or tick fewer methods.", "error"))
                     return
                 p = run.panels[slot]
+                if p.result is not None and slot not in fits:  # just finished: score it while the others go on
+                    fits[slot] = insight.panel_fit(lm, query, preferences, p.result)
+                    last = time.perf_counter()
+                    yield out({s: panel(s, True) for s in changed}, fit_plot=fit_figure())
+                    changed = set()
+                    continue
                 first_token = len(p.steps) == 1 and not p.done
                 now = time.perf_counter()
                 if first_token or now - last >= UPDATE_EVERY_S:
                     last = now
                     yield out({s: panel(s, True) for s in changed})
                     changed = set()
-            yield self._finish(run, out, names, preferences, settings, lm, query, panel)
+            yield self._finish(run, out, form, lm, query, panel, fits, previous)
         except PJudgeError as exc:
             yield out(message=render.message_html(str(exc), "error"))
         finally:  # Stop (GeneratorExit here) or an error: release the model for the next click
             run.close()
 
-    def _finish(self, run: lab.LabRun, out, names, preferences, settings, lm, query, panel) -> tuple:
+    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, previous) -> tuple:
         pj = next((p for p in run.panels.values() if p.spec.method in ("persona-judge", "official")), None)
         panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps)
                          for p in run.panels.values()]
+        fit_record = {"note": NOTE, "unit": "nats per token",
+                      "panels": {slot: fit.to_dict() if fit is not None else {"reason": reason}
+                                 for slot, (fit, reason) in fits.items()}}
         record = records.lab_record(
             model=lm.describe(), query=query,
-            personas={label: {"name": names[label], "text": text} for label, text in preferences.items()},
-            settings=settings.to_dict(), panels=panel_records)
+            personas={label: {"name": form.names[label], "text": text} for label, text in form.preferences.items()},
+            settings=form.settings.to_dict(), panels=panel_records,
+            extra={"fit": fit_record, **records.carried_over(previous)})
         path = records.write_record(record)
         summary = ", ".join(f"{p.spec.label} {len(p.steps)} tokens" for p in run.panels.values())
         return out(
@@ -196,7 +182,7 @@ class Studio:
     def capacity(self, model_name, four_bit, n, progress=gr.Progress()):
         """-> capacity result HTML: can this model tell two personas apart?"""
         try:
-            pairs = _number(n, "The number of pairs", 40, whole=True)
+            pairs = number(n, "The number of pairs", 40, whole=True)
             self.access.check_model(model_name, bool(four_bit))
             self.access.check_capacity(pairs)
             progress(0.0, desc="Loading the model …")

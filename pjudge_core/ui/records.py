@@ -3,8 +3,9 @@
 One record holds the model, query, personas and shared settings once, then one entry per panel
 with its run spec, text, settings, stats and trace. Steps are written without their empty
 fields, and the file without indentation, so a four-panel run of 256 tokens stays small.
-Panels added later by the app (persona fit, a sampled front, an inferred persona) go under their
-own keys.
+Persona fit goes under "fit"; a sampled front and an inferred persona, which the visitor adds
+after (or without) a run, under "front" and "inference" (`with_section`), and a new run keeps
+them (`carried_over`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def panel_record(slot: str, spec_key: str, label: str, result: Result | None, st
     return entry
 
 
-def lab_record(*, model: str, query: str, personas: dict, settings: dict, panels: list[dict],
+def lab_record(*, model: str, query: str | None, personas: dict, settings: dict, panels: list[dict],
                extra: dict | None = None) -> dict:
     """The whole run as plain JSON-able data."""
     return {
@@ -73,3 +74,18 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+CARRIED = ("front", "inference")  # sections that outlive the run they were added to
+
+
+def carried_over(previous: dict | None) -> dict:
+    """The sections of the previous record a new run keeps (a front or an inference made earlier)."""
+    return {k: previous[k] for k in CARRIED if isinstance(previous, dict) and k in previous}
+
+
+def with_section(record: dict | None, key: str, value, *, model: str) -> dict:
+    """`record` with one more section (a front, an inference); a record of its own when no run came first."""
+    base = record if isinstance(record, dict) else lab_record(model=model, query=None, personas={}, settings={},
+                                                              panels=[])
+    return {**base, key: value}

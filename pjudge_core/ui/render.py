@@ -176,11 +176,12 @@ def panel_footer(steps: Sequence[Step], stats: dict | None, elapsed: float | Non
 
 
 def panel_html(title: str, about: str, steps: Sequence[Step], *, running: bool = False, stats: dict | None = None,
-               persona_names: dict[str, str] | None = None, elapsed: float | None = None) -> str:
-    """A method's panel: its name, what it does, its tokens, and a footer line once it has tokens."""
+               persona_names: dict[str, str] | None = None, elapsed: float | None = None, extra: str = "") -> str:
+    """A method's panel: its name, what it does, its tokens, a footer line once it has tokens, and
+    `extra` (HTML built here, e.g. `fit_html`) under it."""
     head = f'<div class="pj-panel-head"><b>{esc(title)}</b> <span class="pj-panel-about">{esc(about)}</span></div>'
     foot = panel_footer(steps, stats, elapsed) if steps else ""
-    return head + tokens_html(steps, running=running, persona_names=persona_names) + foot
+    return head + tokens_html(steps, running=running, persona_names=persona_names) + foot + extra
 
 
 def legend_html() -> str:
@@ -211,3 +212,77 @@ def message_html(text: str, kind: str = "info") -> str:
     kind = kind if kind in ("info", "error", "ok") else "info"
     role = ' role="alert"' if kind == "error" else ""
     return f'<div class="pj-msg pj-msg-{kind}"{role}>{esc(text)}</div>'
+
+
+# --------------------------------------------------------------------------- lab insight
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def fit_html(fit, reason: str = "", persona_names: dict[str, str] | None = None) -> str:
+    """One line in a finished panel: the answer's mean persona fit under each persona (nats/token)."""
+    if fit is None:
+        return f'<div class="pj-fit pj-fit-none">{esc("Persona fit: " + reason)}</div>' if reason else ""
+    names = persona_names or {}
+    chips = "".join(
+        f'<span class="pj-fit-chip drafter-{esc(label)}" data-label="{esc(label)}" data-fit="{value:.6f}" '
+        f'title="{esc(f"mean over {len(fit.token_ids)} tokens; total {fit.total[label]:+.2f} nats")}">'
+        f'{esc(_persona(label, names))} {esc(_signed(value))}</span>'
+        for label, value in fit.mean.items())
+    return (f'<div class="pj-fit" title="log p(token | query, persona) − log p(token | query), averaged over the '
+            f'answer: above 0 the persona made this answer more likely">Persona fit, nats/token: {chips}</div>')
+
+
+def front_summary_html(result: dict) -> str:
+    """The front in words: each spec's mean fit per persona and how often it beat direct prompting."""
+    labels, beats = result["labels"], result.get("beats_baseline") or {}
+    head = "".join(f"<th>fit {esc(label)}</th>" for label in labels)
+    rows = []
+    for spec, by_label in result["by_spec"].items():
+        cells = "".join(f"<td>{_interval_cell(by_label[label])}</td>" for label in labels)
+        b = beats.get(spec)
+        beat = ("baseline" if spec == result.get("baseline") else "–" if not b or b["rate"] is None
+                else f"{b['wins']}/{b['n']}")
+        n = max((d["n"] for d in by_label.values()), default=0)
+        rows.append(f'<tr data-spec="{esc(spec)}"><td>{esc(spec)}</td><td>{n}</td>{cells}<td>{esc(beat)}</td></tr>')
+    return (f'<table class="pj-table pj-front-table"><thead><tr><th>method</th><th>answers</th>{head}'
+            f'<th>beats direct on every persona</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def _interval_cell(d: dict) -> str:
+    if d.get("mean") is None:
+        return "–"
+    if d.get("low") is None:
+        return esc(_signed(d["mean"]))
+    return f'{esc(_signed(d["mean"]))} <span class="pj-ci">[{esc(_signed(d["low"]))}, {esc(_signed(d["high"]))}]</span>'
+
+
+def profile_html(user: dict) -> str:
+    """A bundled P-Soups user: profile and number of pairs (the truth stays hidden until inference)."""
+    return (f'<div class="pj-profile" data-user="{esc(user["index"])}"><b>P-Soups user {esc(user["index"])}</b>, '
+            f'{len(user["pairs"])} example pairs. Profile: {esc(user.get("profile") or "none given")}</div>')
+
+
+def inference_html(inference: dict, truth: str | None = None) -> str:
+    """Candidate personas ranked by Σ [log p(chosen | x, c) − log p(rejected | x, c)], best first."""
+    best = inference["ranking"][0]["score"]
+    rows = []
+    for rank, c in enumerate(inference["ranking"], 1):
+        mark = ' <span class="pj-truth">✓ ground truth</span>' if truth is not None and c["text"] == truth else ""
+        name = c["name"] if c["name"] != c["text"] else ""
+        best_class = ' class="pj-best"' if rank == 1 else ""
+        rows.append(f'<tr data-rank="{rank}"{best_class}><td>{rank}</td>'
+                    f'<td>{esc(name)}</td><td class="pj-cand-text">{esc(c["text"])}{mark}</td>'
+                    f'<td>{esc(_signed(c["score"]))}</td><td>{esc(_signed(c["score"] - best))}</td></tr>')
+    skipped = inference.get("skipped") or []
+    note = (f" {len(skipped)} pair{'s' if len(skipped) > 1 else ''} skipped (longer than the model's context)."
+            if skipped else "")
+    verdict = ""
+    if truth is not None:
+        verdict = (" The best candidate is this user's ground truth." if inference["best"] == truth else
+                   " The best candidate is not this user's ground truth.")
+    scored = f"{inference['pairs']} pairs scored by {inference['model']}."
+    return (f'<div class="pj-infer"><p>{esc(scored + verdict + note)}</p><table class="pj-table"><thead><tr>'
+            f'<th>#</th><th>preset</th><th>candidate persona</th><th>score (nats)</th><th>vs best</th></tr></thead><tbody>{"".join(rows)}'
+            f'</tbody></table></div>')

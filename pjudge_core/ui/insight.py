@@ -1,0 +1,166 @@
+"""The lab's insight section without the browser: did each persona get what it asked for, which
+method served them all, and which persona does a user's example pairs reveal?
+
+  * `panel_fit(lm, query, preferences, result)`: persona fit of a finished panel's answer under
+    every persona of the run (`evaluation.fit`), or the reason it has none.
+  * `front_scores(result)`: a `compare` result in the shape `fit_report.fit_scatter` draws (one
+    point per answer, each spec's means with 95% intervals).
+  * `pairs_from_rows` / `pairs_from_json`: a visitor's example pairs (table rows, pasted or
+    uploaded JSON), checked, with one readable sentence for anything malformed.
+  * `sample_users()` / `user_choices()`: the bundled P-Soups users for the picker.
+  * `candidates(kind)`: the candidate personas inference ranks.
+
+Every score here is the same model's opinion (`fit.NOTE`), which the page says next to them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from ..engine.trace import Result
+from ..errors import InputError
+from ..evaluation.alignment import SAMPLE_PAIRS
+from ..evaluation.fit import Fit, answer_fits
+from ..evaluation.inference import FEEDBACK, PAIR_FIELDS, check_pairs, load_candidates, load_users
+from .charts import plotly_text
+
+PSOUPS_CANDIDATES = Path(__file__).resolve().parents[2] / "data" / "psoups_candidates.json"
+CANDIDATE_KINDS = {"psoups": "the 6 P-Soups personas", "presets": "every persona preset"}
+MAX_PAIRS = 100  # more example pairs than anyone types; keeps one click's scoring bounded
+
+
+def answer_ids(lm, result: Result) -> list[int]:
+    """The tokens an answer consists of: what the model emitted, without a final end-of-sequence."""
+    ids = list(result.token_ids)
+    while ids and ids[-1] in lm.eos_token_ids:
+        ids.pop()
+    return ids
+
+
+def panel_fit(lm, query: str, preferences: Mapping[str, str], result: Result) -> tuple[Fit | None, str]:
+    """(fit of the answer under every persona, "") or (None, why it has no fit)."""
+    ids = answer_ids(lm, result)
+    if not ids:
+        return None, "empty answer: nothing to score"
+    fit = answer_fits(lm, [(query, ids)], preferences, skip_long=True)[0]
+    return (fit, "") if fit is not None else (None, "longer than the model's context: not scored")
+
+
+def front_scores(result: Mapping) -> dict:
+    """A `compare` result as `fit_report.fit_scatter`'s score dict (answers without a fit left out)."""
+    scores = [{"id": f"sample {a['sample']} (seed {a['seed']})", "spec": a["spec"], "mean": a["mean"]}
+              for a in result["answers"] if a.get("mean")]
+    # The scatter's axis titles quote the preferences, which plotly would read as its markup.
+    preferences = {label: plotly_text(text) for label, text in result["preferences"].items()}
+    return {**result, "preferences": preferences, "scores": scores}
+
+
+# --------------------------------------------------------------------------- a user's example pairs
+
+def pairs_from_rows(rows) -> list[dict]:
+    """Table rows [prompt, chosen, rejected] as pairs; blank rows are ignored."""
+    if rows is None:
+        rows = []
+    if isinstance(rows, Mapping) and "data" in rows:  # a Dataframe value sent through the API
+        rows = rows["data"]
+    if not isinstance(rows, Sequence) or isinstance(rows, str):
+        raise InputError("The example pairs must be a table with the columns prompt, chosen and rejected.")
+    pairs = []
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, Sequence) or isinstance(row, str):
+            raise InputError(f"Row {n} of the example pairs is not a row of three cells.")
+        cells = ["" if c is None else str(c) for c in row]
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) < 3:
+            raise InputError(f"Row {n} of the example pairs has {len(cells)} cells; it needs prompt, chosen and "
+                             "rejected.")
+        empty = next((field for field, cell in zip(PAIR_FIELDS, cells) if not cell.strip()), None)
+        if empty:
+            raise InputError(f"Row {n} of the example pairs has an empty {empty!r} cell.")
+        pairs.append(dict(zip(PAIR_FIELDS, cells[:3])))
+    if not pairs:
+        raise InputError("There are no example pairs yet: pick a P-Soups user, upload or paste JSON, or fill in "
+                         "the table (prompt, chosen, rejected).")
+    return _checked(pairs, "The example pairs")
+
+
+def pairs_from_json(text: str) -> tuple[list[dict], str | None]:
+    """(pairs, ground truth or None) of pasted or uploaded JSON: a list of {prompt, chosen, rejected},
+    or one AlignX-style user record (pairs under "Pair-wise Comparative Feedback")."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The JSON is empty; paste a list of {prompt, chosen, rejected} pairs.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"That is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    truth = None
+    if isinstance(data, Mapping) and FEEDBACK in data:
+        truth, data = data.get("ground_truth_persona"), data[FEEDBACK]
+    elif isinstance(data, list) and data and all(isinstance(d, Mapping) and FEEDBACK in d for d in data):
+        raise InputError(f"That JSON holds {len(data)} users; paste one user's pairs (or one user record).")
+    pairs = _checked(data, "The JSON")
+    if truth is None and isinstance(data, list):
+        truths = {d.get("ground_truth_persona") for d in data}
+        truth = truths.pop() if len(truths) == 1 else None
+    return pairs, truth if isinstance(truth, str) and truth.strip() else None
+
+
+def pairs_from_file(path: str | None) -> tuple[list[dict], str | None]:
+    """`pairs_from_json` of an uploaded file."""
+    if not path:
+        raise InputError("No file was uploaded.")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("The uploaded file is not UTF-8 text; upload a .json file.") from None
+    return pairs_from_json(text)
+
+
+def _checked(pairs, where: str) -> list[dict]:
+    if isinstance(pairs, list) and len(pairs) > MAX_PAIRS:
+        raise InputError(f"{where} has {len(pairs)} pairs; {MAX_PAIRS} at most are scored at a time.")
+    return check_pairs(pairs, where)
+
+
+def pairs_rows(pairs: Sequence[Mapping]) -> list[list[str]]:
+    """Pairs as table rows."""
+    return [[p[k] for k in PAIR_FIELDS] for p in pairs]
+
+
+# --------------------------------------------------------------------------- bundled users and candidates
+
+@lru_cache(maxsize=1)
+def sample_users() -> tuple[dict, ...]:
+    """The bundled P-Soups users: {index, pairs, truth, profile}."""
+    profiles = [u.get("profile") for u in json.loads(SAMPLE_PAIRS.read_text(encoding="utf-8"))]
+    return tuple({**u, "profile": profiles[u["index"]]} for u in load_users(SAMPLE_PAIRS))
+
+
+def user_choices() -> list[tuple[str, int]]:
+    """(label, index) of each bundled user; the label shows the profile's start, never the truth."""
+    def short(profile: str | None) -> str:
+        text = profile or "no profile"
+        return text if len(text) <= 60 else text[:59].rsplit(",", 1)[0] + " …"
+
+    return [(f"user {u['index']}: {short(u['profile'])}", u["index"]) for u in sample_users()]
+
+
+def sample_user(index) -> dict:
+    users = {u["index"]: u for u in sample_users()}
+    try:
+        return users[int(index)]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"There is no bundled P-Soups user {index!r}; pick one from the list.") from None
+
+
+def candidates(kind: str) -> list[str] | None:
+    """Candidate preference texts for inference (None: every persona preset)."""
+    if kind == "presets":
+        return None
+    if kind == "psoups":
+        return load_candidates(PSOUPS_CANDIDATES)
+    raise InputError(f"Unknown candidate set {kind!r}; choose {' or '.join(CANDIDATE_KINDS)}.")

@@ -1,0 +1,178 @@
+"""What the insight section's events do: sample a front of persona fits per method, and infer a
+persona from a user's example pairs (testable without a browser, like `handlers.Studio`).
+
+Each method's outputs are listed in its docstring in the order `app.py` passes the components.
+Every failure a visitor can cause is a message in the page; model output is escaped by `render`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from ..errors import InputError, PJudgeError
+from ..evaluation.compare import stream_compare
+from ..evaluation.fit import NOTE
+from ..evaluation.fit_report import fit_scatter
+from ..evaluation.inference import infer_persona, preset_names
+from . import insight, records, render
+from .access import Access
+from .form import number, read_form
+from .models import ModelHolder
+
+DEFAULT_SAMPLES = 4
+DEFAULT_FRONT_TOKENS = 64  # short answers: a front of 4 samples x 2 methods takes about half a minute on a CPU
+MAX_SAMPLES = 16
+
+
+def _quantize(four_bit) -> str | None:
+    return "4bit" if four_bit else None
+
+
+def front_figure(result: dict | None, x, y):
+    """The scatter of a front (or None before there is one), axes = personas x and y."""
+    if not result:
+        return None
+    labels = result["labels"]
+    if x not in labels or y not in labels or x == y:
+        raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
+    return fit_scatter(insight.front_scores(result), x, y)
+
+
+class InsightHandlers:
+    """The front and persona-inference events around the app's shared `ModelHolder`."""
+
+    def __init__(self, models: ModelHolder, access: Access | None = None):
+        self.models = models
+        self.access = access or Access()
+
+    # ------------------------------------------------------------------ front
+    def front(self, model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
+              top_k, top_p, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
+              repetition_penalty, no_repeat_ngram_size, samples, tokens, x, y, record,
+              progress=gr.Progress()) -> Iterator[tuple]:
+        """Sample K answers per ticked method and score each under every persona. Yields: front
+        plot, front summary HTML, front result (gr.State), download button, run record (gr.State)."""
+        skip = gr.skip()
+        try:
+            k = number(samples, "Samples per method", DEFAULT_SAMPLES, whole=True)
+            if not 1 <= k <= MAX_SAMPLES:
+                raise InputError(f"Samples per method must be between 1 and {MAX_SAMPLES}; got {k}.")
+            form = read_form(self.access, persona_a=persona_a, pref_a=pref_a, persona_b=persona_b, pref_b=pref_b,
+                             query=query, lam=lam, roles=roles, greedy=greedy, temperature=temperature, top_k=top_k,
+                             top_p=top_p, max_new_tokens=number(tokens, "Tokens per answer", DEFAULT_FRONT_TOKENS,
+                                                                whole=True),
+                             seed=seed, methods=methods, n_personas=n_personas, persona_c=persona_c, pref_c=pref_c,
+                             persona_d=persona_d, pref_d=pref_d, alpha=alpha, weights=weights,
+                             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
+            if x not in form.preferences or y not in form.preferences or x == y:
+                raise InputError(f"Pick two different personas for the axes among {', '.join(form.preferences)}.")
+            self.access.check_model(model_name, bool(four_bit))
+            progress(0.0, desc="Loading the model …")
+            lm = self.models.get(model_name, _quantize(four_bit))
+            updates = stream_compare(lm, query, form.preferences, list(form.specs.values()), k, form.settings)
+        except PJudgeError as exc:
+            yield None, render.message_html(str(exc), "error"), skip, skip, skip
+            return
+        total = k * len(form.specs)
+        yield None, render.message_html(f"Sampling {total} answers of {form.settings.max_new_tokens} tokens …",
+                                        "info"), skip, skip, skip
+        started, result = time.perf_counter(), None
+        limit = self.access.time_limit
+        try:
+            for update in updates:
+                result = update["result"]
+                progress((update["done"], total), desc="Sampling and scoring answers")
+                done = update["done"] == total
+                status = (f"{update['done']} of {total} answers, {time.perf_counter() - started:.0f} s. "
+                          + ("Done. " if done else "") + NOTE)
+                yield (front_figure(result, x, y), render.message_html(status, "ok" if done else "info")
+                       + render.front_summary_html(result), result, skip, skip)
+                if limit is not None and not done and time.perf_counter() - started > limit:
+                    yield skip, render.message_html(
+                        f"Stopped after {limit:g} s: this public demo limits each run so that others get a turn. "
+                        "Sample fewer answers or shorter ones.", "error") + render.front_summary_html(result), \
+                        skip, skip, skip
+                    return
+        except PJudgeError as exc:
+            yield skip, render.message_html(str(exc), "error"), skip, skip, skip
+            return
+        finally:  # Stop: the generator is closed between answers (the answer in flight finishes first)
+            updates.close()
+        record = records.with_section(record, "front", result, model=lm.describe())
+        yield skip, skip, skip, gr.update(value=records.write_record(record), visible=True), record
+
+    @staticmethod
+    def axes_choices(n_personas):
+        """-> x axis persona, y axis persona: the choices for n personas (A and B stay selected)."""
+        labels = list("ABCD"[:max(2, min(4, int(n_personas or 2)))])
+        return gr.update(choices=labels), gr.update(choices=labels)
+
+    @staticmethod
+    def front_axes(result, x, y):
+        """-> front plot with new axes (no model needed)."""
+        try:
+            return front_figure(result, x, y)
+        except PJudgeError:
+            return gr.skip()
+
+    # ------------------------------------------------------------------ persona inference
+    @staticmethod
+    def pick_user(index):
+        """-> pairs table, profile HTML, ground truth (gr.State), inference result HTML."""
+        try:
+            user = insight.sample_user(index)
+        except PJudgeError as exc:
+            return gr.skip(), render.message_html(str(exc), "error"), None, ""
+        return insight.pairs_rows(user["pairs"]), render.profile_html(user), user["truth"], ""
+
+    @staticmethod
+    def paste_json(text):
+        """-> pairs table, profile HTML, ground truth (gr.State), inference result HTML."""
+        return InsightHandlers._loaded(lambda: insight.pairs_from_json(text), "the pasted JSON")
+
+    @staticmethod
+    def upload(path):
+        """-> pairs table, profile HTML, ground truth (gr.State), inference result HTML."""
+        return InsightHandlers._loaded(lambda: insight.pairs_from_file(path), "the uploaded file")
+
+    @staticmethod
+    def _loaded(read, source: str):
+        try:
+            pairs, truth = read()
+        except PJudgeError as exc:
+            return gr.skip(), gr.skip(), gr.skip(), render.message_html(str(exc), "error")
+        known = " (with its ground-truth persona)" if truth else ""
+        return (insight.pairs_rows(pairs), render.message_html(f"{len(pairs)} pairs from {source}{known}.", "ok"),
+                truth, "")
+
+    def infer(self, model_name, four_bit, rows, kind, truth, record, progress=gr.Progress()):
+        """-> inference result HTML, inference (gr.State), use-as-A button, use-as-B button,
+        download button, run record (gr.State)."""
+        skip = gr.skip()
+        try:
+            pairs = insight.pairs_from_rows(rows)
+            candidates = insight.candidates(kind)
+            self.access.check_model(model_name, bool(four_bit))
+            self.access.check_capacity(len(pairs))
+            progress(0.0, desc="Loading the model …")
+            lm = self.models.get(model_name, _quantize(four_bit))
+            inference = infer_persona(lm, pairs, candidates,
+                                      progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
+        except PJudgeError as exc:
+            return render.message_html(str(exc), "error"), skip, skip, skip, skip, skip
+        result = {**inference.to_dict(), "truth": truth, "candidates": kind, "example_pairs": pairs}
+        record = records.with_section(record, "inference", result, model=lm.describe())
+        enabled = gr.update(interactive=True)
+        return (render.inference_html(result, truth), result, enabled, enabled,
+                gr.update(value=records.write_record(record), visible=True), record)
+
+    @staticmethod
+    def use_best(inference):
+        """-> persona preset, preference text: the best candidate of the last inference."""
+        if not inference:
+            return gr.skip(), gr.skip()
+        text = inference["best"]
+        return preset_names().get(text), text
