@@ -215,6 +215,7 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
             infer_profile = gr.HTML("", elem_id="infer-profile")
             infer_pairs = gr.Dataframe(headers=["prompt", "chosen", "rejected"], column_count=(3, "fixed"),
                                        row_count=(3, "dynamic"), type="array", interactive=True, wrap=True,
+                                       column_widths=["34%", "33%", "33%"],
                                        label="Example pairs (edit, add rows, or paste)", elem_id="infer-pairs")
             with gr.Accordion("Paste or upload JSON", open=False):
                 infer_json = gr.Textbox("", lines=4, label="JSON: a list of {prompt, chosen, rejected}, or one "

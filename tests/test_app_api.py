@@ -3,6 +3,7 @@
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -234,8 +235,7 @@ def test_infer_ranks_the_candidates_like_the_library(client, tiny_lm):
     table = {"headers": ["prompt", "chosen", "rejected"], "data": insight.pairs_rows(user["pairs"])}
     result_html = client.predict("tiny-test", False, table, "psoups", api_name="/infer")[0]
     expected = infer_persona(tiny_lm, user["pairs"], insight.candidates("psoups"))
-    ranked = [html.unescape(text) for text in
-              __import__("re").findall(r'class="pj-cand-text">([^<]*)', result_html)]
+    ranked = [html.unescape(text) for text in re.findall(r'class="pj-cand-text">([^<]*)', result_html)]
     assert ranked == [text for text, _ in expected.ranking]
 
 

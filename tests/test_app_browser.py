@@ -276,6 +276,140 @@ def test_two_tabs_get_their_own_results(server, browser):
     second.close()
 
 
+# --------------------------------------------------------------------------- lab insight
+
+def open_section(page, title, inside):
+    """Open the accordion titled `title` unless the element `inside` it is already visible."""
+    if not page.locator(inside).is_visible():
+        page.get_by_text(title).first.click()
+        page.locator(inside).wait_for(state="visible")
+        page.wait_for_timeout(400)
+
+
+def set_slider(page, elem_id, n):
+    number = page.locator(f"#{elem_id} input[type=number]")
+    number.wait_for(state="visible")
+    for _ in range(3):
+        number.fill(str(n))
+        number.press("Tab")
+        page.wait_for_timeout(300)
+        if number.input_value() == str(n):
+            break
+    assert number.input_value() == str(n)
+
+
+def pick(page, elem_id, starts_with):
+    """Choose the first option of a dropdown whose text starts with `starts_with`."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option").filter(has_text=starts_with).first.click()
+    page.wait_for_timeout(200)
+
+
+FRONT_TITLE = "Which method served every persona best?"
+INFER_TITLE = "Infer a persona from a user's example pairs"
+
+
+def sample_front(page, k, tokens, timeout=120_000):
+    open_section(page, FRONT_TITLE, "#front-btn")
+    set_slider(page, "front-k", k)
+    set_slider(page, "front-tokens", tokens)
+    page.locator("#front-btn").click()
+    page.wait_for_selector("#front-status .pj-msg-ok", timeout=timeout)
+    page.wait_for_selector("#fit-front .js-plotly-plot", timeout=30_000)
+
+
+def infer_user(page, index, timeout=60_000):
+    open_section(page, INFER_TITLE, "#infer-btn")
+    pick(page, "infer-user", f"user {index}:")
+    page.wait_for_selector(f'#infer-profile .pj-profile[data-user="{index}"]', timeout=15_000)
+    page.locator("#infer-btn").click()
+    page.wait_for_selector("#infer-result .pj-infer tr[data-rank]", timeout=timeout)
+
+
+def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
+    page = open_page(browser, server)
+    choose(page, "model-select", "tiny-test", custom=True)
+    tick(page, "fusion")
+    set_number(page, "max-new", 24)
+    run(page)
+    wait_done(page)
+    page.wait_for_selector("#tokens-fusion .pj-fit", timeout=30_000)
+    for elem_id in ("pj-tokens", "direct-output", "tokens-fusion"):
+        chips = page.locator(f"#{elem_id} ~ * .pj-fit-chip, #{elem_id} .pj-fit-chip")
+        assert sorted(chips.evaluate_all("els => els.map(e => e.dataset.label)")) == ["A", "B"], elem_id
+        float(chips.first.get_attribute("data-fit"))
+    page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
+    heat = page.evaluate("() => document.querySelector('#fit-heatmap .js-plotly-plot').data.map("
+                         "d => ({type: d.type, rows: d.y.length, cols: d.z[0].length}))")
+    assert [h["type"] for h in heat] == ["heatmap"] * 3 and all(h["rows"] == 2 for h in heat)
+    assert "same model" in page.locator("#fit-note").inner_text()
+    page.close()
+
+
+def test_front_samples_k_per_method_with_progress_then_stop(server, browser):
+    page = open_page(browser, server)
+    choose(page, "model-select", "tiny-test", custom=True)
+    sample_front(page, 3, 8)
+    assert "6 of 6 answers" in page.locator("#front-status").inner_text()
+    traces = page.evaluate("() => document.querySelector('#fit-front .js-plotly-plot').data.map(d => d.name)")
+    assert {"persona-judge", "direct"} <= set(traces)
+    assert page.locator("#front-status tr[data-spec]").count() == 2
+    with page.expect_download() as info:
+        page.locator("#run-download").click()
+    front = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))["front"]
+    assert len(front["answers"]) == 6 and front["samples"] == 3
+
+    # a long front on the slow model: progress shows, Stop ends it, the server stops decoding
+    choose(page, "model-select", "tiny-slow", custom=True)
+    set_slider(page, "front-k", 16)
+    set_slider(page, "front-tokens", 64)
+    page.locator("#front-btn").click()
+    page.wait_for_selector("#front-status:has-text('1 of 32 answers')", timeout=60_000)
+    page.locator("#front-stop").click()
+    page.wait_for_selector("#front-status:has-text('Stopped')", timeout=15_000)
+    page.wait_for_timeout(4000)  # the answer in flight is finished first
+    forwards = len(FORWARDS)
+    page.wait_for_timeout(1500)
+    assert len(FORWARDS) == forwards, "the model kept sampling on the server after Stop"
+    page.close()
+
+
+def test_infer_a_persona_from_a_bundled_user_and_use_it_as_b(server, browser, tmp_path):
+    page = open_page(browser, server)
+    choose(page, "model-select", "tiny-test", custom=True)
+    infer_user(page, 2)
+    rows = page.locator("#infer-result tr[data-rank]")
+    assert rows.count() == 6  # the six P-Soups personas
+    assert page.locator("#infer-result .pj-truth").count() == 1  # the user's ground truth is marked
+    best = rows.first.locator(".pj-cand-text").inner_text().strip()
+    page.locator("#infer-use-b").click()
+    page.wait_for_function("t => document.querySelector('#pref-b textarea').value === t", arg=best)
+
+    # malformed JSON: a message in the page; a good upload fills the table
+    page.get_by_text("Paste or upload JSON").click()
+    page.locator("#infer-json textarea").wait_for(state="visible")
+    page.wait_for_timeout(400)  # let the accordion finish opening
+    page.locator("#infer-json textarea").fill('[{"prompt": "Hi?", "chosen": "Hello!"')
+    page.wait_for_timeout(300)
+    page.locator("#infer-json-btn").click()
+    page.wait_for_selector("#infer-result .pj-msg-error:has-text('not valid JSON')", timeout=15_000)
+    pairs = [{"prompt": "Name a colour.", "chosen": "Blue, like the <b>sky</b>.", "rejected": "No."}] * 2
+    upload = tmp_path / "pairs.json"
+    upload.write_text(json.dumps(pairs), encoding="utf-8")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#infer-file").click()
+    chooser.value.set_files(str(upload))
+    page.wait_for_selector("#infer-profile:has-text('2 pairs from the uploaded file')", timeout=15_000)
+    page.locator("#infer-btn").click()
+    page.wait_for_selector("#infer-result:has-text('2 pairs scored')", timeout=30_000)
+    assert page.locator("#infer-pairs b").count() == 0  # the pairs are text, never markup
+    with page.expect_download() as info:
+        page.locator("#run-download").click()
+    inference = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))["inference"]
+    assert inference["pairs"] == 2 and inference["example_pairs"][0]["chosen"] == pairs[0]["chosen"]
+    page.close()
+
+
 @pytest.mark.slow
 def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
     ARTIFACTS.mkdir(exist_ok=True)
@@ -291,9 +425,17 @@ def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
     both_first = time.perf_counter() - started
     wait_done(page, timeout=180_000)
     page.wait_for_selector("#pj-heatmap .js-plotly-plot", timeout=30_000)
+    page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
+    started = time.perf_counter()
+    sample_front(page, 4, 32, timeout=300_000)
+    front_s = time.perf_counter() - started
+    started = time.perf_counter()
+    infer_user(page, 0)
+    infer_s = time.perf_counter() - started
     page.screenshot(path=str(ARTIFACTS / "desktop-1400.png"), full_page=True)
     with capsys.disabled():
-        print(f"\nfirst tokens on screen: Persona-judge {pj_first:.2f} s, both panels {both_first:.2f} s after Run")
+        print(f"\nfirst tokens on screen: Persona-judge {pj_first:.2f} s, both panels {both_first:.2f} s after Run; "
+              f"front of 4 x 2 answers of 32 tokens {front_s:.1f} s; inference of one user {infer_s:.1f} s")
     page.close()
 
     for name, width, dark in (("phone-390", 390, False), ("desktop-1400-dark", 1400, True),
@@ -304,5 +446,8 @@ def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
         run(page)
         wait_done(page, timeout=120_000)
         page.wait_for_selector("#pj-heatmap .js-plotly-plot", timeout=30_000)
+        page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
+        sample_front(page, 2, 16)
+        infer_user(page, 1)
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         page.close()

@@ -12,7 +12,7 @@ from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.fit import persona_fit
 from pjudge_core.evaluation.inference import candidate_texts
 from pjudge_core.ui import charts, insight, records, render
-from pjudge_core.ui.insight_handlers import InsightHandlers, front_figure
+from pjudge_core.ui.insight_handlers import InsightHandlers
 
 QUERY = "Describe a sunset."
 PREFS = {"A": "be vivid", "B": "be <b>bold</b>"}
@@ -53,14 +53,14 @@ def test_fit_heatmap_before_any_answer_says_so():
 def test_front_is_drawn_from_a_compare_result(tiny_lm):
     settings = DecodeSettings(max_new_tokens=8, seed=1)
     result = compare(tiny_lm, QUERY, PREFS, "persona-judge,direct", samples=2, settings=settings)
-    scores = insight.front_scores(result)
+    scores = charts.front_scores(result)
     assert [s["spec"] for s in scores["scores"]] == ["persona-judge", "direct", "persona-judge", "direct"]
     assert scores["preferences"]["B"] == "be &lt;b&gt;bold&lt;/b&gt;"
-    figure = front_figure(result, "A", "B")
+    figure = charts.front_figure(result, "A", "B")
     points = [t for t in figure.data if t.name == "persona-judge"][0]
     assert list(points.x) == [a["mean"]["A"] for a in result["answers"] if a["spec"] == "persona-judge"]
     with pytest.raises(InputError, match="two different personas"):
-        front_figure(result, "A", "A")
+        charts.front_figure(result, "A", "A")
     html = render.front_summary_html(result)
     assert 'data-spec="persona-judge"' in html and "baseline" in html
 

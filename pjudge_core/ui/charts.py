@@ -7,6 +7,7 @@
 * `heatmap_figure`: blocks (rows) x position in the block (columns), each cell coloured by what
   the judge decided (accepted / resampled / bonus), hover with token, p, q, p/q, drafter and judge.
 * `fit_heatmap_figure`: persona fit per token of finished answers (a row per persona).
+* `front_figure`: a sampled front, one point per answer and each method's means (`fit_report`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..engine.trace import Step
+from ..errors import InputError
 from ..evaluation.fit import Fit
+from ..evaluation.fit_report import fit_scatter
 
 COLORS = {"accepted": "#2e9e5b", "resampled": "#d9534f", "bonus": "#3b7dd8", "sampled": "#888888"}
 DRAFTER_COLORS = {"A": "#e08a00", "B": "#8a4fd8", "C": "#0f9d8f", "D": "#d6336c"}
@@ -49,15 +52,42 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
         title={"text": title, "font": {"size": 14}},
         height=height,
         margin={"l": 50, "r": 10, "t": 60, "b": 45},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        font={"color": "#8a8f98"},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
         bargap=0.1,
     )
+    return app_style(fig)
+
+
+def app_style(fig: go.Figure) -> go.Figure:
+    """Transparent background and grey text and grid: readable in the page's light and dark themes."""
+    fig.update_layout(template="none", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+                      font={"color": "#8a8f98"})
     fig.update_xaxes(gridcolor="rgba(128,128,128,0.2)", zerolinecolor="rgba(128,128,128,0.5)")
     fig.update_yaxes(gridcolor="rgba(128,128,128,0.2)", zerolinecolor="rgba(128,128,128,0.5)")
     return fig
+
+
+def front_figure(result: Mapping | None, x: str, y: str) -> go.Figure | None:
+    """A sampled front (`compare` result) as the report's scatter, axes = personas x and y, styled
+    for the page, legend under the plot so a phone keeps the width for the points."""
+    if not result:
+        return None
+    labels = result["labels"]
+    if x not in labels or y not in labels or x == y:
+        raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
+    fig = app_style(fit_scatter(front_scores(result), x, y))
+    fig.update_layout(title={"font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
+    return fig
+
+
+def front_scores(result: Mapping) -> dict:
+    """A `compare` result as `fit_report.fit_scatter`'s score dict (answers without a fit left out)."""
+    scores = [{"id": f"sample {a['sample']} (seed {a['seed']})", "spec": a["spec"], "mean": a["mean"]}
+              for a in result["answers"] if a.get("mean")]
+    # The scatter's axis titles quote the preferences, which plotly would read as its markup.
+    preferences = {label: plotly_text(text) for label, text in result["preferences"].items()}
+    return {**result, "preferences": preferences, "scores": scores}
 
 
 def _hover(step: Step) -> str:
@@ -197,8 +227,10 @@ def fit_heatmap_figure(fits: Mapping[str, Fit], persona_names: Mapping[str, str]
     titles = list(fits)
     rows = max(1, len(titles))
     heights = [max(1, len(fits[t].labels)) for t in titles] or [1]
-    fig = make_subplots(rows=rows, cols=1, subplot_titles=titles or None, vertical_spacing=0.5 / (rows * 4 + 1),
-                        row_heights=heights)
+    # Shared x: token positions line up across answers and only the bottom axis has tick labels,
+    # which would otherwise collide with the next subplot's title.
+    fig = make_subplots(rows=rows, cols=1, subplot_titles=titles or None, shared_xaxes=True,
+                        vertical_spacing=min(0.12, 0.5 / rows), row_heights=heights)
     values = [abs(v) for fit in fits.values() for per in fit.per_token.values() for v in per]
     span = min(FIT_CLIP, max(0.5, sorted(values)[int(0.98 * (len(values) - 1))] if values else 1.0))
     for row, title in enumerate(titles, 1):

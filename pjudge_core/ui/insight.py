@@ -3,8 +3,6 @@ method served them all, and which persona does a user's example pairs reveal?
 
   * `panel_fit(lm, query, preferences, result)`: persona fit of a finished panel's answer under
     every persona of the run (`evaluation.fit`), or the reason it has none.
-  * `front_scores(result)`: a `compare` result in the shape `fit_report.fit_scatter` draws (one
-    point per answer, each spec's means with 95% intervals).
   * `pairs_from_rows` / `pairs_from_json`: a visitor's example pairs (table rows, pasted or
     uploaded JSON), checked, with one readable sentence for anything malformed.
   * `sample_users()` / `user_choices()`: the bundled P-Soups users for the picker.
@@ -25,7 +23,6 @@ from ..errors import InputError
 from ..evaluation.alignment import SAMPLE_PAIRS
 from ..evaluation.fit import Fit, answer_fits
 from ..evaluation.inference import FEEDBACK, PAIR_FIELDS, check_pairs, load_candidates, load_users
-from .charts import plotly_text
 
 PSOUPS_CANDIDATES = Path(__file__).resolve().parents[2] / "data" / "psoups_candidates.json"
 CANDIDATE_KINDS = {"psoups": "the 6 P-Soups personas", "presets": "every persona preset"}
@@ -47,15 +44,6 @@ def panel_fit(lm, query: str, preferences: Mapping[str, str], result: Result) ->
         return None, "empty answer: nothing to score"
     fit = answer_fits(lm, [(query, ids)], preferences, skip_long=True)[0]
     return (fit, "") if fit is not None else (None, "longer than the model's context: not scored")
-
-
-def front_scores(result: Mapping) -> dict:
-    """A `compare` result as `fit_report.fit_scatter`'s score dict (answers without a fit left out)."""
-    scores = [{"id": f"sample {a['sample']} (seed {a['seed']})", "spec": a["spec"], "mean": a["mean"]}
-              for a in result["answers"] if a.get("mean")]
-    # The scatter's axis titles quote the preferences, which plotly would read as its markup.
-    preferences = {label: plotly_text(text) for label, text in result["preferences"].items()}
-    return {**result, "preferences": preferences, "scores": scores}
 
 
 # --------------------------------------------------------------------------- a user's example pairs

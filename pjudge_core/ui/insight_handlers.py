@@ -15,9 +15,8 @@ import gradio as gr
 from ..errors import InputError, PJudgeError
 from ..evaluation.compare import stream_compare
 from ..evaluation.fit import NOTE
-from ..evaluation.fit_report import fit_scatter
 from ..evaluation.inference import infer_persona, preset_names
-from . import insight, records, render
+from . import charts, insight, records, render
 from .access import Access
 from .form import number, read_form
 from .models import ModelHolder
@@ -29,16 +28,6 @@ MAX_SAMPLES = 16
 
 def _quantize(four_bit) -> str | None:
     return "4bit" if four_bit else None
-
-
-def front_figure(result: dict | None, x, y):
-    """The scatter of a front (or None before there is one), axes = personas x and y."""
-    if not result:
-        return None
-    labels = result["labels"]
-    if x not in labels or y not in labels or x == y:
-        raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
-    return fit_scatter(insight.front_scores(result), x, y)
 
 
 class InsightHandlers:
@@ -88,7 +77,7 @@ class InsightHandlers:
                 done = update["done"] == total
                 status = (f"{update['done']} of {total} answers, {time.perf_counter() - started:.0f} s. "
                           + ("Done. " if done else "") + NOTE)
-                yield (front_figure(result, x, y), render.message_html(status, "ok" if done else "info")
+                yield (charts.front_figure(result, x, y), render.message_html(status, "ok" if done else "info")
                        + render.front_summary_html(result), result, skip, skip)
                 if limit is not None and not done and time.perf_counter() - started > limit:
                     yield skip, render.message_html(
@@ -114,7 +103,7 @@ class InsightHandlers:
     def front_axes(result, x, y):
         """-> front plot with new axes (no model needed)."""
         try:
-            return front_figure(result, x, y)
+            return charts.front_figure(result, x, y)
         except PJudgeError:
             return gr.skip()
 

@@ -247,7 +247,7 @@ def front_summary_html(result: dict) -> str:
         n = max((d["n"] for d in by_label.values()), default=0)
         rows.append(f'<tr data-spec="{esc(spec)}"><td>{esc(spec)}</td><td>{n}</td>{cells}<td>{esc(beat)}</td></tr>')
     return (f'<table class="pj-table pj-front-table"><thead><tr><th>method</th><th>answers</th>{head}'
-            f'<th>beats direct on every persona</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+            f'<th>beats direct on all personas</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def _interval_cell(d: dict) -> str:
@@ -270,10 +270,10 @@ def inference_html(inference: dict, truth: str | None = None) -> str:
     rows = []
     for rank, c in enumerate(inference["ranking"], 1):
         mark = ' <span class="pj-truth">✓ ground truth</span>' if truth is not None and c["text"] == truth else ""
-        name = c["name"] if c["name"] != c["text"] else ""
+        name = f'<span class="pj-cand-name">{esc(c["name"])}</span> ' if c["name"] != c["text"] else ""
         best_class = ' class="pj-best"' if rank == 1 else ""
         rows.append(f'<tr data-rank="{rank}"{best_class}><td>{rank}</td>'
-                    f'<td>{esc(name)}</td><td class="pj-cand-text">{esc(c["text"])}{mark}</td>'
+                    f'<td>{name}<span class="pj-cand-text">{esc(c["text"])}</span>{mark}</td>'
                     f'<td>{esc(_signed(c["score"]))}</td><td>{esc(_signed(c["score"] - best))}</td></tr>')
     skipped = inference.get("skipped") or []
     note = (f" {len(skipped)} pair{'s' if len(skipped) > 1 else ''} skipped (longer than the model's context)."
@@ -284,5 +284,5 @@ def inference_html(inference: dict, truth: str | None = None) -> str:
                    " The best candidate is not this user's ground truth.")
     scored = f"{inference['pairs']} pairs scored by {inference['model']}."
     return (f'<div class="pj-infer"><p>{esc(scored + verdict + note)}</p><table class="pj-table"><thead><tr>'
-            f'<th>#</th><th>preset</th><th>candidate persona</th><th>score (nats)</th><th>vs best</th></tr></thead><tbody>{"".join(rows)}'
+            f'<th>#</th><th>candidate persona</th><th>score (nats)</th><th>vs best</th></tr></thead><tbody>{"".join(rows)}'
             f'</tbody></table></div>')
