@@ -122,7 +122,7 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
             col_c, persona_c, pref_c = persona_column("C", persona_names, None, visible=False)
             col_d, persona_d, pref_d = persona_column("D", persona_names, None, visible=False)
         with gr.Row():
-            add_btn = gr.Button("＋ Add persona", size="sm", elem_id="add-persona")
+            add_btn = gr.Button("+ Add persona", size="sm", elem_id="add-persona")
             remove_btn = gr.Button("− Remove persona", size="sm", elem_id="remove-persona")
 
         query = gr.Textbox(first_query, label="Query", lines=2, elem_id="query")

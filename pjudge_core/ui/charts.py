@@ -60,8 +60,7 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
 
 def app_style(fig: go.Figure) -> go.Figure:
     """Transparent background and grey text and grid: readable in the page's light and dark themes."""
-    fig.update_layout(template="none", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-                      font={"color": "#8a8f98"})
+    fig.update_layout(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font={"color": "#8a8f98"})
     fig.update_xaxes(gridcolor="rgba(128,128,128,0.2)", zerolinecolor="rgba(128,128,128,0.5)")
     fig.update_yaxes(gridcolor="rgba(128,128,128,0.2)", zerolinecolor="rgba(128,128,128,0.5)")
     return fig
@@ -75,7 +74,9 @@ def front_figure(result: Mapping | None, x: str, y: str) -> go.Figure | None:
     labels = result["labels"]
     if x not in labels or y not in labels or x == y:
         raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
-    fig = app_style(fit_scatter(front_scores(result), x, y))
+    fig = fit_scatter(front_scores(result), x, y)
+    fig.update_layout(template="plotly")  # the report's white template would be a white box in dark mode
+    app_style(fig)
     fig.update_layout(title={"font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
     return fig
