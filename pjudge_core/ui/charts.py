@@ -77,7 +77,7 @@ def front_figure(result: Mapping | None, x: str, y: str) -> go.Figure | None:
     fig = fit_scatter(front_scores(result), x, y)
     fig.update_layout(template="plotly")  # the report's white template would be a white box in dark mode
     app_style(fig)
-    fig.update_layout(title={"font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
+    fig.update_layout(title={"text": "Persona fit per answer, nats per token", "font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
     return fig
 
