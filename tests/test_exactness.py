@@ -56,8 +56,15 @@ def warp(logits, settings=SAMPLING):
     return (probs / probs.sum()).numpy().astype(float)
 
 
-def goodness_of_fit(tokens, probs):
-    """Chi-squared against exact probabilities, pooling cells with expected count < 5."""
+def goodness_of_fit(tokens, probs, name: str = ""):
+    """Chi-squared against exact probabilities, pooling cells with expected count < 5 (the p-value
+    is printed with `name`, visible under ``pytest -s``)."""
+    p = _goodness_of_fit(tokens, probs)
+    print(f"p-value {p:.3g}  {name}")
+    return p
+
+
+def _goodness_of_fit(tokens, probs):
     counts = np.bincount(tokens, minlength=len(probs)).astype(float)
     expected = probs * len(tokens)
     if counts[expected == 0].sum() > 0:
@@ -84,28 +91,30 @@ def samples(tiny_lm):
 
 def test_first_token_follows_the_judges_distribution(tiny_lm, samples):
     pj, _ = samples
-    assert goodness_of_fit(pj, warp(raw_logits(tiny_lm, [B]))) > ALPHA
+    assert goodness_of_fit(pj, warp(raw_logits(tiny_lm, [B])), "2 personas: first token vs the judge B") > ALPHA
 
 
 def test_first_token_distribution_equals_direct_prompting_with_the_judges_preference(samples):
     pj, direct_b = samples
     tokens = np.union1d(pj, direct_b)
     table = np.array([[np.sum(pj == t) for t in tokens], [np.sum(direct_b == t) for t in tokens]])
-    assert chi2_contingency(table).pvalue > ALPHA
+    p = chi2_contingency(table).pvalue
+    print(f"p-value {p:.3g}  first token: persona-judge vs direct prompting with B (two samples)")
+    assert p > ALPHA
 
 
 def test_the_test_has_power_against_the_drafters_distribution(tiny_lm, samples):
     pj, _ = samples
     p_a, p_b = warp(raw_logits(tiny_lm, [A])), warp(raw_logits(tiny_lm, [B]))
     assert total_variation(p_a, p_b) > 0.2  # the two preferences really differ in this model
-    assert goodness_of_fit(pj, p_a) < ALPHA
+    assert goodness_of_fit(pj, p_a, "power: first token vs the drafter A") < ALPHA
 
 
 def test_the_test_catches_the_official_codes_resampling_rule(tiny_lm):
     """The official code resamples from the draft's excess whenever rounding makes sum(p - q) <= 0."""
     official = first_tokens(lambda s: generate(tiny_lm, "official", QUERY, [A, B],
                                                SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
-    assert goodness_of_fit(official, warp(raw_logits(tiny_lm, [B]))) < ALPHA
+    assert goodness_of_fit(official, warp(raw_logits(tiny_lm, [B])), "power: official code vs the judge B") < ALPHA
 
 
 # --------------------------------------------------------------------------- three personas
@@ -114,10 +123,10 @@ def test_with_three_personas_the_first_block_is_judged_by_b_not_a_or_c(tiny_lm):
     three = first_tokens(lambda s: generate(tiny_lm, "persona-judge", QUERY, [A, B, C],
                                             SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
     p = {label: warp(raw_logits(tiny_lm, [text])) for label, text in zip("ABC", (A, B, C))}
-    assert goodness_of_fit(three, p["B"]) > ALPHA
+    assert goodness_of_fit(three, p["B"], "3 personas: first token vs the judge B") > ALPHA
     for other in "AC":  # power: the test tells B from the drafter A and from the third persona C
         assert total_variation(p[other], p["B"]) > 0.2
-        assert goodness_of_fit(three, p[other]) < ALPHA
+        assert goodness_of_fit(three, p[other], f"power: 3 personas vs {other}") < ALPHA
 
 
 # --------------------------------------------------------------------------- fusion
@@ -132,15 +141,15 @@ def test_fusions_first_token_follows_the_fused_distribution(tiny_lm, alpha, weig
     mixed = w[0] * raw_logits(tiny_lm, [A]) + w[1] * raw_logits(tiny_lm, [B])
     base = raw_logits(tiny_lm, [])
     expected = warp(base + (1 + alpha) * (mixed - base))
-    assert goodness_of_fit(fused_tokens, expected) > ALPHA
+    assert goodness_of_fit(fused_tokens, expected, f"fusion α={alpha} w={weights}: vs fused") > ALPHA
     # Power: not the average of the two personas' distributions (a mixture, not a fusion) ...
     mixture = 0.5 * warp(raw_logits(tiny_lm, [A])) + 0.5 * warp(raw_logits(tiny_lm, [B]))
     assert total_variation(mixture, expected) > 0.2
-    assert goodness_of_fit(fused_tokens, mixture) < ALPHA
+    assert goodness_of_fit(fused_tokens, mixture, f"power: fusion α={alpha} w={weights} vs mixture") < ALPHA
     if alpha > 0:  # ... and the contrast really changes the plain fusion
         plain = warp(mixed)
         assert total_variation(plain, expected) > 0.2
-        assert goodness_of_fit(fused_tokens, plain) < ALPHA
+        assert goodness_of_fit(fused_tokens, plain, f"power: fusion α={alpha} vs α=0") < ALPHA
 
 
 # --------------------------------------------------------------------------- repetition penalty
@@ -160,6 +169,6 @@ def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(rep
     penalised = logits.clone()
     penalised[x] = penalised[x] / penalty if penalised[x] > 0 else penalised[x] * penalty
     expected, unpenalised = warp(penalised), warp(logits)
-    assert goodness_of_fit(seconds, expected) > ALPHA
+    assert goodness_of_fit(seconds, expected, "repetition penalty: 2nd token vs penalised B") > ALPHA
     assert total_variation(expected, unpenalised) > 0.2
-    assert goodness_of_fit(seconds, unpenalised) < ALPHA
+    assert goodness_of_fit(seconds, unpenalised, "power: 2nd token vs unpenalised B") < ALPHA
