@@ -222,12 +222,14 @@ def run_scoring_benchmark(lm, pairs: list[dict], *, repeats: int = 3, batch_size
     for name in runs:
         alignment_accuracy(lm, pairs[:2], share=name == "shared")
     counter = ForwardCounter(lm)
+
+    def counted(name):
+        def run(seed):
+            counter.label = name  # what the decoder's forwards are counted under
+            return runs[name](seed)
+        return run
+
     with counter:
-        def counted(name):
-            def run(seed):
-                counter.label = name
-                return runs[name](seed)
-            return run
         median, peak, outputs = interleaved({name: counted(name) for name in runs}, dict.fromkeys(runs, len(pairs)),
                                             repeats, str(lm.model.device), progress)
     per_run = {name: {k: v // repeats for k, v in counter.counts[name].items()} for name in runs}
