@@ -14,7 +14,8 @@ from pjudge_core.evaluation.alignment import (
     judge_capacity,
     load_pairs,
 )
-from pjudge_core.evaluation.logprobs import sequence_logprobs
+from pjudge_core.evaluation.benchmark import format_scoring_report, run_scoring_benchmark
+from pjudge_core.evaluation.logprobs import sequence_logprobs, token_logprobs
 
 PERSONAS = ["Explain like I am in elementary school.", "Explain like I have a PhD."]
 
@@ -44,6 +45,51 @@ def test_batched_logprobs_match_unbatched(tiny_lm):
     logp = torch.log_softmax(tiny_lm.model(ids).logits[0].float(), -1)
     direct = sum(logp[len(p) - 1 + i, t].item() for i, t in enumerate(r))
     assert single[3] == pytest.approx(direct, abs=1e-4)
+
+
+def test_the_shared_scorer_equals_the_flat_one_on_sums_and_tokens(tiny_lm):
+    tok = tiny_lm.tokenizer
+    prompts = [prompt_ids(tok, q, prefs) for q in ("Describe a sunset.", "Explain the sea to me please, in detail.")
+               for prefs in ([], [PERSONAS[0]], [PERSONAS[1]])]
+    responses = [tok(r, add_special_tokens=False)["input_ids"]
+                 for r in ("A warm sunset.", "A warm sunset over the sea.", "Be concise, be bold about the sea.", "A")]
+    items = [(p, r) for p in prompts for r in responses]  # every prompt under several responses of other lengths
+    items += items[:5]  # and duplicates
+    flat_sums = sequence_logprobs(tiny_lm, items, share=False)
+    flat_tokens = token_logprobs(tiny_lm, items, share=False)
+    assert [len(t) for t in flat_tokens] == [len(r) for _, r in items]
+    for batch_size in (1, 3, None):
+        assert sequence_logprobs(tiny_lm, items, share=True, batch_size=batch_size) == pytest.approx(flat_sums, abs=1e-4)
+        shared = token_logprobs(tiny_lm, items, share=True, batch_size=batch_size)
+        assert [len(t) for t in shared] == [len(t) for t in flat_tokens]
+        assert all(s == pytest.approx(f, abs=1e-4) for s, f in zip(shared, flat_tokens))
+    shared = token_logprobs(tiny_lm, items, share=True)
+    assert token_logprobs(tiny_lm, items[::-1], share=True)[::-1] == shared  # order-invariant: bit-identical
+    assert sequence_logprobs(tiny_lm, items, share=True) == pytest.approx([sum(t) for t in shared], abs=1e-4)
+
+
+def test_alignment_accuracy_with_and_without_sharing_agrees(tiny_lm, pairs):
+    shared = alignment_accuracy(tiny_lm, pairs)
+    flat = alignment_accuracy(tiny_lm, pairs, share=False, batch_size=3)
+    for a, b in zip(shared["per_pair"], flat["per_pair"]):
+        assert (a["r_chosen"], a["r_rejected"]) == pytest.approx((b["r_chosen"], b["r_rejected"]), abs=1e-4)
+        assert a["outcome"] == b["outcome"] and a["index"] == b["index"]
+    assert shared["accuracy"] == flat["accuracy"]
+
+
+def test_the_scoring_benchmark_compares_shared_and_flat_in_one_process(tiny_lm, tiny_folder, pairs, tmp_path, capsys):
+    report = run_scoring_benchmark(tiny_lm, pairs, repeats=1)
+    assert report["pairs"] == 10 and set(report["pairs_per_second"]) == {"shared", "flat"}
+    assert report["max_reward_difference"] < 1e-4 and report["same_outcomes"]
+    shared, flat = report["per_run"]["shared"], report["per_run"]["flat"]
+    assert shared["tokens"] < flat["tokens"] and shared["positions"] < flat["positions"]  # each prompt fed once
+    assert report["ratios"]["pairs/s shared / flat"] > 0
+    assert "pairs/s shared / flat" in format_scoring_report(report)
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(pairs))
+    assert main(["bench-scoring", "--pairs-file", str(path), "--pairs", "3", "--repeats", "1", "--model", tiny_folder,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"] == 3
 
 
 def test_swap_gives_one_minus_accuracy(tiny_lm, pairs):

@@ -42,6 +42,17 @@ def test_per_token_fit_equals_a_hand_computation(tiny_lm):
     assert json.loads(json.dumps(fit.to_dict()))["per_token"]["A"] == fit.per_token["A"]
 
 
+def test_shared_and_flat_scoring_give_the_same_fits(tiny_lm):
+    answers = [(QUERY, ANSWER), (QUERY, "A warm sunset."), ("Explain the sea.", ANSWER), (QUERY, ANSWER)]
+    shared = answer_fits(tiny_lm, answers, PREFS)
+    flat = answer_fits(tiny_lm, answers, PREFS, share=False, batch_size=2)
+    for s, f in zip(shared, flat):
+        for label in "AB":
+            assert s.per_token[label] == pytest.approx(f.per_token[label], abs=1e-4)
+            assert s.mean[label] == pytest.approx(f.mean[label], abs=1e-4)
+    assert shared[0] == shared[3]  # a repeated answer is scored once
+
+
 def test_one_forward_per_prompt_never_one_per_token(tiny_lm):
     calls = []
     hook = tiny_lm.model.get_decoder().register_forward_hook(lambda *args: calls.append(1))

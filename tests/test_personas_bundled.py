@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pjudge_core import infer_persona, persona_fit, prompt_ids
+from pjudge_core.evaluation.alignment import SAMPLE_PAIRS, alignment_accuracy, load_pairs
 from pjudge_core.evaluation.inference import load_candidates, load_users
 from pjudge_core.evaluation.logprobs import sequence_logprobs
 
@@ -39,3 +40,13 @@ def test_infer_on_sample_users_and_fit_a_short_answer(bundled_lm):
     assert all(math.isfinite(v) for values in fit.per_token.values() for v in values)
     assert fit.mean["A"] > fit.mean["B"]  # a plain answer sounds more like the elementary-school persona
 
+
+@pytest.mark.slow
+def test_alignment_accuracy_with_and_without_sharing_agrees_on_the_bundled_model(bundled_lm):
+    pairs = load_pairs(SAMPLE_PAIRS, limit=4, seed=0)
+    shared = alignment_accuracy(bundled_lm, pairs)
+    flat = alignment_accuracy(bundled_lm, pairs, share=False)
+    for a, b in zip(shared["per_pair"], flat["per_pair"]):
+        # sums of ~50 float32 log-probs each, whole sequences against cached prefixes: rounding only
+        assert (a["r_chosen"], a["r_rejected"]) == pytest.approx((b["r_chosen"], b["r_rejected"]), abs=1e-3)
+    assert [p["outcome"] for p in shared["per_pair"]] == [p["outcome"] for p in flat["per_pair"]]

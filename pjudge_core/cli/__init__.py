@@ -10,9 +10,11 @@ traceback; only `main` does I/O of that kind.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import PJudgeError
+from ..evaluation import sharding
 from . import batch, bench, evaluate, generate, personas
 
 
@@ -30,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PJudgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        rank = int(os.environ.get("RANK", "0"))  # set by torchrun / accelerate launch: say which process
+        print(f"error{f' (process {rank})' if rank else ''}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sharding.close()

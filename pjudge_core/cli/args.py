@@ -30,6 +30,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code to run")
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """--batch-size and --no-share of the teacher-forcing scorers (`evaluation.logprobs`)."""
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="prefix-tree nodes per forward (default 64), or with --no-share whole sequences "
+                             "per forward (default 8)")
+    parser.add_argument("--no-share", action="store_true",
+                        help="score every sequence whole in flat batches instead of feeding each prompt once for "
+                             "all the responses under it (slower; the same numbers)")
+
+
 def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = None) -> None:
     """One flag per `DecodeSettings` field. `seed` overrides the library's default (batch runs use 0)."""
     d = DEFAULTS

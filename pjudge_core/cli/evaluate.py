@@ -21,8 +21,8 @@ from ..evaluation.pairwise import judge_win_rate
 from ..evaluation.records import load_records
 from ..evaluation.report import write_report
 from ..evaluation.reward_model import load_reward_model, score_rm
-from . import personas
-from .args import add_model_arguments, load_from_args, progress_bar
+from . import personas, sharded
+from .args import add_model_arguments, add_scoring_arguments, progress_bar
 from .output import add_output_arguments, interval, write_json
 
 
@@ -66,11 +66,12 @@ def _judge(args: argparse.Namespace) -> int:
 def _align_acc(args: argparse.Namespace) -> int:
     path = Path(args.pairs) if args.pairs else default_pairs_file()
     pairs = load_pairs(path, limit=args.limit, seed=args.sample_seed)
-    lm = load_from_args(args)
-    result = alignment_accuracy(lm, pairs, batch_size=args.batch_size,
-                                progress=None if args.quiet else progress_bar("sequences"))
+    run = sharded.start(args, pairs, "align-acc", "pairs")
+    result = alignment_accuracy(run.lm, pairs, batch_size=args.batch_size, share=not args.no_share,
+                                map_items=run.map_items)
     result = {"kind": "align-acc", "file": str(path), **result}
-    write_json(result, args.out)
+    if not run.write(result, args.out):
+        return 0
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "per_pair" or args.all}, indent=2))
         return 0
@@ -127,7 +128,8 @@ def add_parser(sub) -> None:
     aa.add_argument("--limit", type=int, default=None, help="score this many pairs (a random sample with --sample-seed)")
     aa.add_argument("--sample-seed", type=int, default=0,
                     help="seed of the random sample of --limit pairs (the file lists one persona first)")
-    aa.add_argument("--batch-size", type=int, default=8)
+    add_scoring_arguments(aa)
+    sharded.add_shard_arguments(aa, "pairs", chunk=64)
     add_output_arguments(aa, device=False)
     add_model_arguments(aa)
     aa.set_defaults(func=_align_acc)

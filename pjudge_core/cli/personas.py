@@ -12,7 +12,7 @@ import json
 
 from ..errors import InputError
 from ..evaluation.alignment import default_pairs_file
-from ..evaluation.fit import NOTE, score_fit_records
+from ..evaluation.fit import NOTE, run_preferences, score_fit_records
 from ..evaluation.inference import (
     candidate_texts,
     infer_persona,
@@ -22,8 +22,9 @@ from ..evaluation.inference import (
     sample_users,
 )
 from ..evaluation.records import load_records
-from .args import add_model_arguments, load_from_args, progress_bar
-from .output import add_output_arguments, interval, write_json
+from . import sharded
+from .args import add_model_arguments, add_scoring_arguments, load_from_args
+from .output import add_output_arguments, interval
 
 
 def _candidates(args: argparse.Namespace) -> list[str] | None:
@@ -58,11 +59,11 @@ def _infer_acc(args: argparse.Namespace) -> int:
     path = args.pairs or default_pairs_file()
     users = sample_users(load_users(path), args.limit, args.sample_seed)
     candidates = _candidates(args)
-    lm = load_from_args(args)
-    result = inference_accuracy(lm, users, candidates, batch_size=args.batch_size,
-                                progress=None if args.quiet else progress_bar("users"))
+    run = sharded.start(args, users, "infer-acc", "users", candidates=candidates)
+    result = inference_accuracy(run.lm, users, candidates, batch_size=args.batch_size, map_items=run.map_items)
     result = {"kind": "infer-acc", "file": str(path), "sample_seed": args.sample_seed, **result}
-    write_json(result, args.out)
+    if not run.write(result, args.out):
+        return 0
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "per_user" or args.all}, indent=2,
                          ensure_ascii=False))
@@ -83,10 +84,12 @@ def _infer_acc(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     records = load_records(args.inp)
-    lm = load_from_args(args)
-    result = score_fit_records(records, lm, source=str(args.inp), baseline=args.baseline, batch_size=args.batch_size,
-                               progress=None if args.quiet else progress_bar("sequences"))
-    write_json(result, args.out)
+    run_preferences(records, str(args.inp))  # refuse mixed runs before the model loads
+    run = sharded.start(args, records, "fit", "records")
+    result = score_fit_records(records, run.lm, source=str(args.inp), baseline=args.baseline,
+                               batch_size=args.batch_size, share=not args.no_share, map_items=run.map_items)
+    if not run.write(result, args.out):
+        return 0
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "scores" or args.all}, indent=2, ensure_ascii=False))
         return 0
@@ -128,7 +131,8 @@ def add_eval_parsers(evs) -> None:
     ft = evs.add_parser("fit", help="persona fit of every record of a batch run under every persona of the run")
     ft.add_argument("--in", dest="inp", required=True, help="batch output JSONL")
     ft.add_argument("--baseline", default="direct", help="run spec the others are compared with (default direct)")
-    ft.add_argument("--batch-size", type=int, default=8, help="sequences per forward")
+    add_scoring_arguments(ft)
+    sharded.add_shard_arguments(ft, "records", chunk=64)
     add_output_arguments(ft, device=False)
     add_model_arguments(ft)
     ft.set_defaults(func=_fit)
@@ -137,6 +141,7 @@ def add_eval_parsers(evs) -> None:
     _pairs_argument(ia, required=False)
     ia.add_argument("--limit", type=int, default=None, help="score this many users (a random sample with --sample-seed)")
     ia.add_argument("--sample-seed", type=int, default=0, help="seed of the random sample of users")
+    sharded.add_shard_arguments(ia, "users", chunk=8)
     add_output_arguments(ia, device=False)
     add_model_arguments(ia)
     ia.set_defaults(func=_infer_acc)

@@ -5,7 +5,7 @@
 a shared prefix), `alignment` (AlignX alignment accuracy, the app's judge capacity), `fit`
 (persona fit of an answer: the model's per-token implicit reward under each persona), `compare`
 (seeded samples of several run specs scored by fit), `inference` (which persona a user's pairs
-reveal), `reward_model`, `pairwise` (a local LM as judge), `report` and `fit_report` (Markdown and
-plotly) and `benchmark` (speed and memory ratios). Functions return plain data; nothing here
-prints.
+reveal), `sharding` (those scorers split across processes, resumable), `reward_model`,
+`pairwise` (a local LM as judge), `report` and `fit_report` (Markdown and plotly) and
+`benchmark` (speed and memory ratios). Functions return plain data; nothing here prints.
 """

@@ -11,6 +11,11 @@ Machines are noisy, so the benchmark reports ratios of runs interleaved in the s
   * fusion of the two preferences (α = 0) at `short` new tokens.
 Peak memory is the process's peak resident set (CPU, sampled every 2 ms) or
 ``torch.cuda.max_memory_allocated`` (CUDA) during the run.
+
+`run_scoring_benchmark` times alignment accuracy on the same pairs with the shared-prefix scorer
+and with flat batches (``share=False``), interleaved in one process: pairs per second, their
+ratio, and what explains it (forwards, positions fed with their padding, real tokens), plus the
+largest difference between the two runs' rewards (float32 rounding, nothing more).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from ..engine.methods import generate
 from ..engine.prompting import prompt_ids
 from ..engine.settings import DecodeSettings
+from .alignment import alignment_accuracy
 
 QUERY = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 PREF_A = "Generate a response that is richly descriptive and vivid."
@@ -178,6 +184,90 @@ def run_quantization_benchmark(models: dict, *, tokens: int = 128, repeats: int 
             f"weights {other} / {base}": sizes[other] / sizes[base],
         },
     }
+
+
+class ForwardCounter:
+    """Forwards, positions fed (padding included) and real tokens fed to `lm`'s decoder, per `label`."""
+
+    def __init__(self, lm):
+        self.lm, self.label, self.counts = lm, None, {}
+
+    def _count(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        rows, width = ids.shape
+        real = int(mask[:, -width:].sum()) if mask is not None else rows * width
+        counts = self.counts.setdefault(self.label, {"forwards": 0, "positions": 0, "tokens": 0})
+        counts["forwards"] += 1
+        counts["positions"] += rows * width
+        counts["tokens"] += real
+
+    def __enter__(self):
+        self.hook = self.lm.model.get_decoder().register_forward_pre_hook(self._count, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.hook.remove()
+
+
+def run_scoring_benchmark(lm, pairs: list[dict], *, repeats: int = 3, batch_size: int | None = None,
+                          flat_batch_size: int | None = None, progress=lambda message: None) -> dict:
+    """Alignment accuracy of `pairs` with the prefix-tree scorer ("shared") and with flat batches
+    ("flat"), interleaved in one process after a warm-up; medians over `repeats`."""
+    runs = {
+        "shared": lambda seed: alignment_accuracy(lm, pairs, share=True, batch_size=batch_size),
+        "flat": lambda seed: alignment_accuracy(lm, pairs, share=False, batch_size=flat_batch_size),
+    }
+    progress("warm-up")
+    for name in runs:
+        alignment_accuracy(lm, pairs[:2], share=name == "shared")
+    counter = ForwardCounter(lm)
+
+    def counted(name):
+        def run(seed):
+            counter.label = name  # what the decoder's forwards are counted under
+            return runs[name](seed)
+        return run
+
+    with counter:
+        median, peak, outputs = interleaved({name: counted(name) for name in runs}, dict.fromkeys(runs, len(pairs)),
+                                            repeats, str(lm.model.device), progress)
+    per_run = {name: {k: v // repeats for k, v in counter.counts[name].items()} for name in runs}
+    shared, flat = outputs["shared"]["per_pair"], outputs["flat"]["per_pair"]
+    return {
+        "model": lm.name,
+        "device": str(lm.model.device),
+        "threads": torch.get_num_threads(),
+        "pairs": len(pairs),
+        "repeats": repeats,
+        "pairs_per_second": {name: 1 / value for name, value in median.items()},
+        "seconds": {name: value * len(pairs) for name, value in median.items()},
+        "per_run": per_run,
+        "peak_memory_mb": {name: value / 2**20 for name, value in peak.items()},
+        "max_reward_difference": max(abs(a[k] - b[k]) for a, b in zip(shared, flat) for k in ("r_chosen", "r_rejected")),
+        "same_outcomes": [a["outcome"] for a in shared] == [b["outcome"] for b in flat],
+        "ratios": {
+            "pairs/s shared / flat": median["flat"] / median["shared"],
+            "positions fed flat / shared": per_run["flat"]["positions"] / per_run["shared"]["positions"],
+            "tokens fed flat / shared": per_run["flat"]["tokens"] / per_run["shared"]["tokens"],
+        },
+    }
+
+
+def format_scoring_report(report: dict) -> str:
+    lines = [f"alignment accuracy of {report['model']} on {report['device']} ({report['threads']} threads), "
+             f"{report['pairs']} pairs, median of {report['repeats']} interleaved repeats", ""]
+    lines.append(f"  {'':<8} {'pairs/s':>8} {'seconds':>8} {'forwards':>9} {'positions':>10} {'tokens':>8} "
+                 f"{'peak MiB':>9}")
+    for name, rate in report["pairs_per_second"].items():
+        run = report["per_run"][name]
+        lines.append(f"  {name:<8} {rate:8.3f} {report['seconds'][name]:8.1f} {run['forwards']:9d} "
+                     f"{run['positions']:10d} {run['tokens']:8d} {report['peak_memory_mb'][name]:9.1f}")
+    lines += ["", "(positions: fed to the model, padding included; tokens: without the padding)", "", "ratios:"]
+    lines += [f"  {name:<32} {value:6.3f}" for name, value in report["ratios"].items()]
+    lines += ["", f"largest reward difference shared - flat: {report['max_reward_difference']:.2e} nats"
+              f" (same outcomes: {'yes' if report['same_outcomes'] else 'no'})"]
+    return "\n".join(lines)
 
 
 def format_report(report: dict) -> str:

@@ -20,6 +20,10 @@ with persona A is, by construction, likely under A).
 longer than the context); `score_fit_records` a batch run (`eval fit`); `summarize_fits` the
 per-spec means with 95% intervals and the share of prompts where a spec beats direct prompting on
 every persona, shared by `eval fit`, the report and `compare`.
+
+Scoring shares work by default (``share=True``, `logprobs`): each prompt is fed once for every
+answer scored under it (the answers of several run specs to one query), each persona's system
+turn once for all queries; ``share=False`` scores every (prompt, answer) whole in flat batches.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..engine.trace import IncrementalDetokenizer
 from ..errors import InputError
 from .logprobs import fits_context, token_logprobs
 from .records import spec_key
+from .sharding import score_all
 from .stats import mean_interval, wilson
 
 BASELINE = "direct"  # the run spec every other spec is compared with: all preferences in one prompt
@@ -85,11 +90,12 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
 
 def answer_fits(lm, answers: Sequence[tuple[str, str | Sequence[int]]],
                 preferences: Sequence[str] | Mapping[str, str], *, skip_long: bool = False,
-                batch_size: int = 8, progress: Callable | None = None) -> list[Fit | None]:
+                batch_size: int | None = None, share: bool = True, progress: Callable | None = None) -> list[Fit | None]:
     """`persona_fit` of each (query, response), scored together in batches.
 
     With ``skip_long=True`` an answer whose longest prompt plus response exceeds the model's
-    context gives None instead of an `InputError`.
+    context gives None instead of an `InputError`. `batch_size`: tree nodes per forward with
+    `share` (default 64), whole sequences without (default 8).
     """
     prefs = labelled(preferences)
     if not prefs:
@@ -108,7 +114,7 @@ def answer_fits(lm, answers: Sequence[tuple[str, str | Sequence[int]]],
                              f"context of {lm.context_length}; shorten the response.")
         plans.append((ids, len(items)))
         items += [(prompt, ids) for prompt in prompts.values()]
-    values = token_logprobs(lm, items, batch_size=batch_size, progress=progress)
+    values = token_logprobs(lm, items, batch_size=batch_size, share=share, progress=progress)
     fits: list[Fit | None] = []
     for plan in plans:
         if plan is None:
@@ -124,7 +130,7 @@ def answer_fits(lm, answers: Sequence[tuple[str, str | Sequence[int]]],
 
 
 def persona_fit(lm, query: str, response: str | Sequence[int], preferences: Sequence[str] | Mapping[str, str],
-                *, batch_size: int = 8) -> Fit:
+                *, batch_size: int | None = None, share: bool = True) -> Fit:
     """Per-token and mean persona fit of `response` to `query` under each preference.
 
     `response` is text or token ids; `preferences` a list (labelled A, B, ...) or {label: text}.
@@ -133,7 +139,7 @@ def persona_fit(lm, query: str, response: str | Sequence[int], preferences: Sequ
     when `batch_size` allows; an `InputError` for an empty query, response or preference, or a
     response that does not fit the context.
     """
-    return answer_fits(lm, [(query, response)], preferences, batch_size=batch_size)[0]
+    return answer_fits(lm, [(query, response)], preferences, batch_size=batch_size, share=share)[0]
 
 
 # --------------------------------------------------------------------------- summaries
@@ -200,30 +206,45 @@ def run_preferences(records: Sequence[dict], source: str = "the records") -> dic
     return found
 
 
+def fit_rows(lm, records: Sequence[dict], preferences: Mapping[str, str], *, batch_size: int | None = None,
+             share: bool = True, progress: Callable | None = None) -> list[dict]:
+    """One row per record: {id, spec, mean {label: nats/token}, tokens}, or {id, spec, reason} when
+    it is skipped (empty, or longer than the context)."""
+    answers, kept, rows = [], [], []
+    for rec in records:
+        rows.append({"id": str(rec["id"]), "spec": spec_key(rec)})
+        if rec["text"]:
+            answers.append((rec["prompt"], rec["text"]))
+            kept.append(rows[-1])
+        else:
+            rows[-1]["reason"] = "empty response"
+    fits = answer_fits(lm, answers, preferences, skip_long=True, batch_size=batch_size, share=share,
+                       progress=progress)
+    for row, fit in zip(kept, fits):
+        if fit is None:
+            row["reason"] = "longer than the context"
+        else:
+            row.update(mean=fit.mean, tokens=len(fit.token_ids))
+    return rows
+
+
 def score_fit_records(records: Sequence[dict], lm, *, source: str = "the records", baseline: str = BASELINE,
-                      batch_size: int = 8, progress: Callable | None = None) -> dict:
+                      batch_size: int | None = None, share: bool = True, progress: Callable | None = None,
+                      map_items: Callable = score_all) -> dict:
     """Persona fit of every record of a batch run under every persona of its run (`eval fit`).
 
     Records whose prompt plus response exceed the context, or whose text is empty, are skipped
     and listed under "skipped". Returns the `summarize_fits` summary plus ``kind: "fit"``,
     "metric", "model", "run_model", "preferences", "scores" (one row per scored record: id,
-    spec, mean {label: nats/token}, tokens) and "skipped".
+    spec, mean {label: nats/token}, tokens) and "skipped". `map_items(records, score)` runs
+    `score` (records -> `fit_rows`) over the records: all at once by default, or split across
+    processes by `sharding.ShardedMap`.
     """
     prefs = run_preferences(records, source)
-    answers, kept, skipped = [], [], []
-    for rec in records:
-        if not rec["text"]:
-            skipped.append({"id": str(rec["id"]), "spec": spec_key(rec), "reason": "empty response"})
-            continue
-        answers.append((rec["prompt"], rec["text"]))
-        kept.append(rec)
-    fits = answer_fits(lm, answers, prefs, skip_long=True, batch_size=batch_size, progress=progress)
-    scores = []
-    for rec, fit in zip(kept, fits):
-        if fit is None:
-            skipped.append({"id": str(rec["id"]), "spec": spec_key(rec), "reason": "longer than the context"})
-        else:
-            scores.append({"id": str(rec["id"]), "spec": spec_key(rec), "mean": fit.mean, "tokens": len(fit.token_ids)})
+    rows = map_items(records, lambda chunk: fit_rows(lm, chunk, prefs, batch_size=batch_size, share=share,
+                                                     progress=progress))
+    scores = [row for row in rows if "reason" not in row]
+    skipped = [row for row in rows if "reason" in row]
     if not scores:
         raise InputError(f"{source}: no record could be scored ({len(skipped)} skipped: empty or longer than the "
                          "model's context).")

@@ -42,6 +42,7 @@ from ..errors import InputError
 from ..presets import presets
 from .logprobs import fits_context
 from .prefix_tree import common_prefix_length, prefix_tree_logprobs
+from .sharding import score_all
 from .stats import wilson
 
 FEEDBACK = "Pair-wise Comparative Feedback"
@@ -242,8 +243,33 @@ def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int,
                      pairs=len(pairs) - len(skipped), skipped=skipped, model=lm.name)
 
 
+def user_rows(lm, users: Sequence[dict], cands: Mapping[str, str], *, batch_size: int = 64,
+              progress: Callable | None = None) -> list[dict]:
+    """One row per user: {index, truth, best, correct, truth_rank, scores, skipped_pairs, seconds}, or
+    {index, skipped: True} when every pair is longer than the context. `cands` is {text: name};
+    "scores" holds each candidate's score in nats, in the order of `cands`."""
+    rows = []
+    for n, user in enumerate(users, 1):
+        pairs = check_pairs(user["pairs"])
+        started = time.perf_counter()
+        inference = _rank(lm, pairs, dict(cands), batch_size, None)
+        seconds = time.perf_counter() - started
+        if inference is None:
+            rows.append({"index": user.get("index"), "skipped": True})
+        else:
+            order = [t for t, _ in inference.ranking]
+            rows.append({"index": user.get("index"), "truth": user["truth"], "best": inference.best,
+                         "correct": inference.best == user["truth"], "truth_rank": order.index(user["truth"]) + 1,
+                         "scores": [dict(inference.ranking)[c] for c in cands],
+                         "skipped_pairs": len(inference.skipped), "seconds": seconds})
+        if progress:
+            progress(n, len(users))
+    return rows
+
+
 def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Mapping[str, str] | None = None, *,
-                       batch_size: int = 64, progress: Callable | None = None) -> dict:
+                       batch_size: int = 64, progress: Callable | None = None,
+                       map_items: Callable = score_all) -> dict:
     """Top-1 accuracy of `infer_persona` against each user's truth, with a 95% Wilson interval.
 
     Every user needs a truth that is one of the candidates (checked before any scoring). A user
@@ -251,7 +277,8 @@ def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Ma
     Returns ``{accuracy, n, correct, low, high, chance, by_persona {truth: {accuracy, n, correct,
     low, high}}, confusion {truth: {predicted: count}}, seconds_per_user, seconds_median,
     candidates {text: name}, skipped_pairs, skipped_users, model, per_user [...]}``; seconds
-    exclude loading.
+    exclude loading. `map_items(users, score)` runs `score` (users -> `user_rows`) over the users:
+    all at once by default, or split across processes by `sharding.ShardedMap`.
     """
     cands = candidate_texts(candidates)
     if not users:
@@ -263,21 +290,9 @@ def inference_accuracy(lm, users: Sequence[dict], candidates: Sequence[str] | Ma
         if truth not in cands:
             raise InputError(f"User {user.get('index', '?')}'s {TRUTH} {truth!r} is not among the candidates; "
                              "add it to the candidates.")
-    per_user, skipped_users = [], []
-    for n, user in enumerate(users, 1):
-        pairs = check_pairs(user["pairs"])
-        started = time.perf_counter()
-        inference = _rank(lm, pairs, cands, batch_size, None)
-        seconds = time.perf_counter() - started
-        if inference is None:
-            skipped_users.append(user.get("index"))
-            continue
-        order = [t for t, _ in inference.ranking]
-        per_user.append({"index": user.get("index"), "truth": user["truth"], "best": inference.best,
-                         "correct": inference.best == user["truth"], "truth_rank": order.index(user["truth"]) + 1,
-                         "skipped_pairs": len(inference.skipped), "seconds": seconds})
-        if progress:
-            progress(n, len(users))
+    rows = map_items(users, lambda chunk: user_rows(lm, chunk, cands, batch_size=batch_size, progress=progress))
+    per_user = [row for row in rows if not row.get("skipped")]
+    skipped_users = [row["index"] for row in rows if row.get("skipped")]
     if not per_user:
         raise InputError(f"Every user's pairs are longer than the model's context of {lm.context_length} tokens; "
                          "there is nothing to score.")

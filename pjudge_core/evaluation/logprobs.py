@@ -5,11 +5,20 @@ Every value comes from the model's raw (unwarped) log-softmax in float32; nothin
   * `sequence_logprobs(lm, [(prompt_ids, response_ids), ...])`: Σ log p(response tokens | prompt).
   * `token_logprobs(lm, items)`: the same, one value per response token (persona fit's heatmap).
 
-(`prefix_tree.prefix_tree_logprobs` computes the sums with shared prefixes fed once.) Both
-score each distinct item once: items are sorted by (length, tokens), padded on the
-right with an attention mask and run several per forward, keeping only the positions that predict
-response tokens. Nothing is ever run one token at a time. A sequence longer than the model's
-context is an `InputError`; callers that prefer to skip such items check `fits_context` first.
+Both score each distinct item once and never run one token at a time, in one of two ways:
+
+  * ``share=True``: the prefix-tree scorer (`prefix_tree`): the sequences are merged into a radix
+    tree, so a prompt is fed once and its KV cache reused by every response scored under it (and
+    a system turn once for every prompt that starts with it); `batch_size` counts tree nodes
+    (default 64). What the scorers of alignment accuracy, persona fit and persona inference use.
+  * ``share=False`` (the default here): flat batches: items sorted by (length, tokens), padded on
+    the right with an attention mask, `batch_size` whole sequences per forward (default 8),
+    keeping only the positions that predict response tokens. The reference the shared scorer is
+    tested against, and the benchmark's baseline.
+
+Both give the same values up to float32 rounding (the tests hold them within 1e-4). A sequence
+longer than the model's context is an `InputError`; callers that prefer to skip such items check
+`fits_context` first.
 """
 
 from __future__ import annotations
@@ -19,8 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from ..errors import InputError
+from .prefix_tree import BATCH_SIZE as TREE_BATCH_SIZE
+from .prefix_tree import Item, prefix_tree_logprobs, prefix_tree_token_logprobs
 
-Item = tuple[Sequence[int], Sequence[int]]
+FLAT_BATCH_SIZE = 8  # whole sequences per forward, by default
 
 
 def fits_context(lm, *lengths: int) -> bool:
@@ -78,16 +89,21 @@ def _scored_rows(lm, items: Sequence[Item], batch_size: int,
 
 
 @torch.no_grad()
-def sequence_logprobs(lm, items: Sequence[Item], *, batch_size: int = 8,
+def sequence_logprobs(lm, items: Sequence[Item], *, batch_size: int | None = None, share: bool = False,
                       progress: Callable | None = None) -> list[float]:
     """Sum of log p(response tokens | prompt tokens) for each (prompt_ids, response_ids)."""
-    values = {key: float(lp.double().sum()) for key, lp in _scored_rows(lm, items, batch_size, progress)}
+    if share:
+        return prefix_tree_logprobs(lm, items, batch_size=batch_size or TREE_BATCH_SIZE, progress=progress)
+    rows = _scored_rows(lm, items, batch_size or FLAT_BATCH_SIZE, progress)
+    values = {key: float(lp.double().sum()) for key, lp in rows}
     return [values[(tuple(p), tuple(r))] for p, r in items]
 
 
 @torch.no_grad()
-def token_logprobs(lm, items: Sequence[Item], *, batch_size: int = 8,
+def token_logprobs(lm, items: Sequence[Item], *, batch_size: int | None = None, share: bool = False,
                    progress: Callable | None = None) -> list[list[float]]:
     """log p(y_t | prompt, y_<t) for every response token t of each (prompt_ids, response_ids)."""
-    values = {key: lp.tolist() for key, lp in _scored_rows(lm, items, batch_size, progress)}
+    if share:
+        return prefix_tree_token_logprobs(lm, items, batch_size=batch_size or TREE_BATCH_SIZE, progress=progress)
+    values = {key: lp.tolist() for key, lp in _scored_rows(lm, items, batch_size or FLAT_BATCH_SIZE, progress)}
     return [values[(tuple(p), tuple(r))] for p, r in items]

@@ -1,12 +1,14 @@
-"""Σ log p(response | prompt) for many items whose token sequences share prefixes, each shared run of
+"""log p(response | prompt) for many items whose token sequences share prefixes, each shared run of
 tokens fed once.
 
 `prefix_tree_logprobs(lm, [(prompt_ids, response_ids), ...])` returns what
-`logprobs.sequence_logprobs` returns (raw log-softmax in float32, teacher forcing), computed
-differently: the sequences prompt + response are merged into a radix tree of tokens, so a run of
+`logprobs.sequence_logprobs` returns (Σ over the response tokens), and
+`prefix_tree_token_logprobs` what `logprobs.token_logprobs` returns (one value per response
+token), from the raw log-softmax in float32 by teacher forcing, computed differently: the sequences prompt + response are merged into a radix tree of tokens, so a run of
 tokens that several sequences share (a persona's system turn, a query asked twice, the words
 chosen and rejected answers start with) is one node, fed once, whose KV cache every continuation
-reuses. Persona inference scores 6 candidates × 4 pairs × 2 answers this way.
+reuses. Persona inference scores 6 candidates × 4 pairs × 2 answers this way; alignment accuracy
+and persona fit score each prompt once for every response under it (`logprobs`, ``share=True``).
 
 How: each node is fed its parent's last token followed by its own tokens but the last, so its
 outputs predict exactly its own tokens (the parent's last token is fed once per child). The tree
@@ -16,8 +18,10 @@ each batch is padded on the right, with explicit position ids and an attention m
 hide the padding of every ancestor, on a cache gathered from its parents' rows (whichever batches
 they ran in; this reads the cache layers' ``keys`` / ``values``). Only the positions some item
 needs reach the output head: for architectures whose head is a plain linear layer the needed
-hidden states are gathered first (padding never costs a vocabulary projection); other models
-return logits for the needed suffix of the batch from their own forward.
+hidden states are gathered first (padding never costs a vocabulary projection) and projected
+`HEAD_ROWS` at a time (the float32 logits of every scored position at once would take gigabytes
+for long answers and large vocabularies); other models return logits for the needed suffix of
+the batch from their own forward.
 
 Duplicate items are scored once; the tree and the batches depend only on the set of distinct
 items, not on their order, so a permuted input gives bit-identical values. Building the tree
@@ -37,11 +41,14 @@ from transformers import DynamicCache
 from ..engine.caches import PLAIN_HEAD_MODELS
 from ..errors import InputError
 
+Item = tuple[Sequence[int], Sequence[int]]
 # What one more forward costs, in padded positions: on this project's CPU every forward streams
 # all the weights from memory (SmolLM2-135M, float32: ~70 ms even for 2 tokens, the time of ~45
 # positions in a large batch). Batches are cut, and short shared runs inlined, against it.
 FORWARD_OVERHEAD = 48
 INLINE_LIMIT = 16
+BATCH_SIZE = 64  # most nodes per forward, by default
+HEAD_ROWS = 1024  # positions projected to the vocabulary at once: 200 MB of float32 logits for 49k tokens
 
 
 @dataclass(eq=False)
@@ -212,28 +219,28 @@ class _Runner:
                      position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
         if self.plain:
             hidden = self.model.get_decoder()(**batch).last_hidden_state
-            if wanted:
-                r_idx = torch.tensor([r for r, lo, hi in wanted for _ in range(lo, hi)], device=self.device)
-                c_idx = torch.tensor([c for r, lo, hi in wanted for c in range(lo, hi)], device=self.device)
-                logp = torch.log_softmax(self.model.get_output_embeddings()(hidden[r_idx, c_idx]).float(), -1)
-                self._store(chunk, wanted, ids, first, logp, r_idx, c_idx)
+            head = self.model.get_output_embeddings()
+            project = lambda r, c: head(hidden[r, c])  # noqa: E731
         else:
             keep = width - min((lo for _, lo, _ in wanted), default=width - 1)
             logits = self.model(**batch, logits_to_keep=keep).logits[:, -keep:]
-            if wanted:
-                r_idx = torch.tensor([r for r, lo, hi in wanted for _ in range(lo, hi)], device=self.device)
-                c_idx = torch.tensor([c for r, lo, hi in wanted for c in range(lo, hi)], device=self.device)
-                logp = torch.log_softmax(logits[r_idx, c_idx - (width - keep)].float(), -1)
-                self._store(chunk, wanted, ids, first, logp, r_idx, c_idx)
+            project = lambda r, c: logits[r, c - (width - keep)]  # noqa: E731
+        if wanted:
+            self._store(chunk, wanted, first, project)
         self.done += len(chunk)
         if self.progress:
             self.progress(self.done, self.total)
         return mask
 
-    def _store(self, chunk, wanted, ids, first, logp, r_idx, c_idx) -> None:
-        targets = torch.tensor([chunk[r][0].tokens[c + first[r] + 1 - chunk[r][0].start] for r, lo, hi in wanted
-                                for c in range(lo, hi)], device=self.device)
-        token_lp = logp.gather(-1, targets[:, None])[:, 0]
+    def _store(self, chunk, wanted, first, project) -> None:
+        """Each node's log-probs of its needed tokens, from `project(rows, columns)` -> logits, HEAD_ROWS at a time."""
+        spots = [(r, c, chunk[r][0].tokens[c + first[r] + 1 - chunk[r][0].start]) for r, lo, hi in wanted
+                 for c in range(lo, hi)]
+        r_idx, c_idx, targets = (torch.tensor(v, device=self.device) for v in zip(*spots))
+        token_lp = torch.cat([
+            torch.log_softmax(project(r_idx[s:s + HEAD_ROWS], c_idx[s:s + HEAD_ROWS]).float(), -1)
+            .gather(-1, targets[s:s + HEAD_ROWS, None])[:, 0]
+            for s in range(0, len(spots), HEAD_ROWS)])
         at = 0
         for r, lo, hi in wanted:
             chunk[r][0].logprobs = token_lp[at:at + hi - lo]
@@ -241,12 +248,25 @@ class _Runner:
 
 
 @torch.no_grad()
-def prefix_tree_logprobs(lm, items: Sequence[tuple[Sequence[int], Sequence[int]]], *, batch_size: int = 64,
+def prefix_tree_logprobs(lm, items: Sequence[Item], *, batch_size: int = BATCH_SIZE,
                          progress: Callable | None = None) -> list[float]:
     """Σ log p(response tokens | prompt tokens) for each (prompt_ids, response_ids), shared prefixes fed once.
 
     `batch_size` is the most nodes per forward. `progress(done, total)` counts nodes.
     """
+    return [float(lp.double().sum()) for lp in _item_logprobs(lm, items, batch_size, progress)]
+
+
+@torch.no_grad()
+def prefix_tree_token_logprobs(lm, items: Sequence[Item], *, batch_size: int = BATCH_SIZE,
+                               progress: Callable | None = None) -> list[list[float]]:
+    """log p(y_t | prompt, y_<t) for every response token t of each (prompt_ids, response_ids), shared
+    prefixes fed once (`batch_size` and `progress` as in `prefix_tree_logprobs`)."""
+    return [lp.tolist() for lp in _item_logprobs(lm, items, batch_size, progress)]
+
+
+def _item_logprobs(lm, items: Sequence[Item], batch_size: int, progress: Callable | None) -> list[torch.Tensor]:
+    """One float32 tensor of response-token log-probs per item (duplicates share one; empty responses are empty)."""
     keys = [(tuple(p) + tuple(r), len(p)) for p, r in items]
     for (seq, start), (p, _) in zip(keys, items):
         if not p:
@@ -265,11 +285,11 @@ def prefix_tree_logprobs(lm, items: Sequence[tuple[Sequence[int], Sequence[int]]
                 node.need = lo if node.need is None else min(node.need, lo)
     total = sum(1 for _ in _walk(roots))
     _Runner(lm, batch_size, progress, total).run(roots)
-    values = {}
-    for (seq, start), path in paths.items():
-        values[(seq, start)] = float(sum(node.logprobs[max(start, node.start) - node.need:].double().sum()
-                                         for node in path if node.end > start))
-    return [values.get(k, 0.0) for k in keys]
+    # An item's tokens are the tails of the nodes on its path from the first response position on.
+    values = {key: torch.cat([node.logprobs[max(key[1], node.start) - node.need:] for node in path
+                              if node.end > key[1]]) for key, path in paths.items()}
+    empty = torch.zeros(0)
+    return [values.get(k, empty) for k in keys]
 
 
 def _walk(nodes: list[_Node]):
