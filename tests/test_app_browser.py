@@ -365,6 +365,14 @@ def test_front_samples_k_per_method_with_progress_then_stop(server, browser):
     set_slider(page, "front-tokens", 64)
     page.locator("#front-btn").click()
     page.wait_for_selector("#front-status:has-text('1 of 32 answers')", timeout=60_000)
+    # the page stays responsive while sampling: another section opens and answers at once
+    started = time.perf_counter()
+    open_section(page, INFER_TITLE, "#infer-btn")
+    pick(page, "infer-user", "user 5:")
+    page.wait_for_selector('#infer-profile .pj-profile[data-user="5"]', timeout=10_000)
+    responsive = time.perf_counter() - started
+    assert "32 of 32" not in page.locator("#front-status").inner_text(), "sampling ended before the check"
+    print(f"\npicking a user answered {responsive:.2f} s after the click, mid-sampling")
     page.locator("#front-stop").click()
     page.wait_for_selector("#front-status:has-text('Stopped')", timeout=15_000)
     page.wait_for_timeout(4000)  # the answer in flight is finished first

@@ -83,15 +83,16 @@ def _timed(fn, device: str) -> tuple[float, PeakMemory, object]:
     return seconds, memory, out
 
 
-def interleaved(runs: dict, tokens: dict, repeats: int, device: str, progress) -> tuple[dict, dict, dict]:
-    """Run every `runs[name](seed)` once per repeat, in turn; median seconds per token, peak memory
-    (bytes) and the last output of each run."""
+def interleaved(runs: dict, tokens: dict, repeats: int, device: str, progress,
+                unit: str = "tokens") -> tuple[dict, dict, dict]:
+    """Run every `runs[name](seed)` once per repeat, in turn; median seconds per token (per `unit`:
+    `tokens[name]` counts them), peak memory (bytes) and the last output of each run."""
     per_token = {name: [] for name in runs}
     peak = {name: 0 for name in runs}
     outputs = {}
     for r in range(repeats):
         for name, fn in runs.items():
-            progress(f"repeat {r + 1}/{repeats}: {name} ({tokens[name]} tokens)")
+            progress(f"repeat {r + 1}/{repeats}: {name} ({tokens[name]} {unit})")
             torch.manual_seed(r)
             seconds, memory, outputs[name] = _timed(lambda: fn(r), device)
             per_token[name].append(seconds / tokens[name])
@@ -231,7 +232,7 @@ def run_scoring_benchmark(lm, pairs: list[dict], *, repeats: int = 3, batch_size
 
     with counter:
         median, peak, outputs = interleaved({name: counted(name) for name in runs}, dict.fromkeys(runs, len(pairs)),
-                                            repeats, str(lm.model.device), progress)
+                                            repeats, str(lm.model.device), progress, unit="pairs")
     per_run = {name: {k: v // repeats for k, v in counter.counts[name].items()} for name in runs}
     shared, flat = outputs["shared"]["per_pair"], outputs["flat"]["per_pair"]
     return {
