@@ -375,7 +375,7 @@ def test_front_samples_k_per_method_with_progress_then_stop(server, browser):
     print(f"\npicking a user answered {responsive:.2f} s after the click, mid-sampling")
     page.locator("#front-stop").click()
     page.wait_for_selector("#front-status:has-text('Stopped')", timeout=15_000)
-    page.wait_for_timeout(4000)  # the answer in flight is finished first
+    page.wait_for_timeout(1000)  # the token in flight is finished first
     forwards = len(FORWARDS)
     page.wait_for_timeout(1500)
     assert len(FORWARDS) == forwards, "the model kept sampling on the server after Stop"

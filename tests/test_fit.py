@@ -217,3 +217,24 @@ def test_stream_compare_validates_first_and_stops_when_closed(tiny_lm):
         assert list(stream) == [] and len(calls) == before  # nothing runs after close
     finally:
         hook.remove()
+
+
+def test_stream_compare_every_token_reports_each_token_and_stops_mid_answer(tiny_lm):
+    settings = DecodeSettings(max_new_tokens=12, seed=5)
+    updates = list(stream_compare(tiny_lm, QUERY, PREFS, "direct", samples=2, settings=settings, every_token=True))
+    answers = [u for u in updates if u["result"] is not None]
+    tokens = [u["tokens"] for u in updates if u["result"] is None]
+    first = answers[0]["sample"]["new_tokens"]
+    assert tokens[:first] == list(range(1, first + 1)) and len(tokens) == sum(a["sample"]["new_tokens"] for a in answers)
+    assert [a["sample"] for a in answers] == compare(tiny_lm, QUERY, PREFS, "direct", samples=2,
+                                                     settings=settings)["answers"]
+    calls = []
+    hook = tiny_lm.model.get_decoder().register_forward_hook(lambda *args: calls.append(1))
+    try:
+        stream = stream_compare(tiny_lm, QUERY, PREFS, "direct", samples=2, settings=settings, every_token=True)
+        assert next(stream)["tokens"] == 1 and next(stream)["tokens"] == 2
+        stream.close()  # mid-answer: the decoder stops where it is
+        before = len(calls)
+        assert list(stream) == [] and len(calls) == before and before <= 3
+    finally:
+        hook.remove()

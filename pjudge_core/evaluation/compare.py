@@ -18,7 +18,7 @@ circular (see `fit`).
 
 `stream_compare` validates everything before returning its generator, so a bad spec or setting
 is an `InputError` at the call, not at the first step. Interrupting it (closing the generator)
-takes effect between answers: the answer in flight is finished first.
+takes effect between answers, or within a token with ``every_token=True`` (what the app uses).
 """
 
 from __future__ import annotations
@@ -54,8 +54,14 @@ def _plan(lm, query, preferences, specs, samples, settings) -> tuple[dict, list[
 
 def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str],
                    specs: str | Sequence[str | RunSpec] = DEFAULT_SPECS, samples: int = 3,
-                   settings: DecodeSettings | None = None, *, baseline: str = BASELINE) -> Iterator[dict]:
-    """A generator of ``{"done", "total", "sample", "result"}``, one per answer (module docstring)."""
+                   settings: DecodeSettings | None = None, *, baseline: str = BASELINE,
+                   every_token: bool = False) -> Iterator[dict]:
+    """A generator of ``{"done", "total", "sample", "result"}``, one per answer (module docstring).
+
+    With ``every_token=True`` it also yields ``{"done", "total", "tokens", "sample": None,
+    "result": None}`` after each token of the answer in flight, so a caller can show finer
+    progress and closing the generator stops within a token instead of after the answer.
+    """
     prefs, specs, settings, base_seed = _plan(lm, query, preferences, specs, samples, settings)
     eos = lm.eos_token_ids
     head = {"query": query, "model": lm.name, "preferences": prefs, "specs": {s.key: s.label for s in specs},
@@ -67,7 +73,14 @@ def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str
         for k in range(samples):
             seed = record_seed(base_seed, k)
             for spec in specs:
-                result = spec.run(lm, query, prefs, settings.replace(seed=seed))
+                stream = spec.stream(lm, query, prefs, settings.replace(seed=seed))
+                try:
+                    for n, _ in enumerate(stream, 1):
+                        if every_token:
+                            yield {"done": len(answers), "total": total, "tokens": n, "sample": None, "result": None}
+                finally:  # closed mid-answer: the decoder stops where it is
+                    stream.close()
+                result = stream.result
                 ids = list(result.token_ids)
                 while ids and ids[-1] in eos:
                     ids.pop()

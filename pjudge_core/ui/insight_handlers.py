@@ -24,6 +24,7 @@ from .models import ModelHolder
 DEFAULT_SAMPLES = 4
 DEFAULT_FRONT_TOKENS = 64  # short answers: a front of 4 samples x 2 methods takes about half a minute on a CPU
 MAX_SAMPLES = 16
+UPDATE_EVERY_S = 0.25  # the progress bar moves at most ~4 times per second
 
 
 def _quantize(four_bit) -> str | None:
@@ -61,17 +62,27 @@ class InsightHandlers:
             self.access.check_model(model_name, bool(four_bit))
             progress(0.0, desc="Loading the model …")
             lm = self.models.get(model_name, _quantize(four_bit))
-            updates = stream_compare(lm, query, form.preferences, list(form.specs.values()), k, form.settings)
+            updates = stream_compare(lm, query, form.preferences, list(form.specs.values()), k, form.settings,
+                                     every_token=True)
         except PJudgeError as exc:
             yield None, render.message_html(str(exc), "error"), skip, skip, skip
             return
         total = k * len(form.specs)
         yield None, render.message_html(f"Sampling {total} answers of {form.settings.max_new_tokens} tokens …",
                                         "info"), skip, skip, skip
-        started, result = time.perf_counter(), None
+        started, shown, result = time.perf_counter(), 0.0, None
         limit = self.access.time_limit
         try:
             for update in updates:
+                if update["result"] is None:
+                    # A token of the answer in flight. Yielding (nothing) after every token is what lets
+                    # Stop end the run at once: Gradio stops asking for the next one.
+                    if time.perf_counter() - shown >= UPDATE_EVERY_S:
+                        shown = time.perf_counter()
+                        answer = min(1.0, update["tokens"] / form.settings.max_new_tokens)
+                        progress((update["done"] + answer) / total, desc="Sampling and scoring answers")
+                    yield skip, skip, skip, skip, skip
+                    continue
                 result = update["result"]
                 progress((update["done"], total), desc="Sampling and scoring answers")
                 done = update["done"] == total
@@ -88,7 +99,7 @@ class InsightHandlers:
         except PJudgeError as exc:
             yield skip, render.message_html(str(exc), "error"), skip, skip, skip
             return
-        finally:  # Stop: the generator is closed between answers (the answer in flight finishes first)
+        finally:  # Stop: the generator is closed at its next token (or an error): no more forwards
             updates.close()
         record = records.with_section(record, "front", result, model=lm.describe())
         yield skip, skip, skip, gr.update(value=records.write_record(record), visible=True), record
