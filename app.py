@@ -210,8 +210,12 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
             with gr.Row():
                 infer_user = raw(gr.Dropdown(insight.user_choices(), value=None, label="A P-Soups user (bundled)",
                                              elem_id="infer-user", scale=3))
-                infer_kind = gr.Radio([(label, kind) for kind, label in insight.CANDIDATE_KINDS.items()],
-                                      value="psoups", label="Candidates", elem_id="infer-candidates", scale=2)
+                with gr.Column(scale=2):
+                    infer_kind = gr.Radio([(label, kind) for kind, label in insight.CANDIDATE_KINDS.items()],
+                                          value="psoups", label="Candidates", elem_id="infer-candidates")
+                    infer_write = gr.Checkbox(False, label="…and one the model writes from the pairs",
+                                              info="Useful with larger models; a 135M model tends to paraphrase "
+                                                   "the examples", elem_id="infer-write")
             infer_profile = gr.HTML("", elem_id="infer-profile")
             infer_pairs = gr.Dataframe(headers=["prompt", "chosen", "rejected"], column_count=(3, "fixed"),
                                        row_count=(3, "dynamic"), type="array", interactive=True, wrap=True,
@@ -282,7 +286,7 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
         infer_user.input(InsightHandlers.pick_user, infer_user, loaded, api_visibility="private")
         infer_json_btn.click(InsightHandlers.paste_json, infer_json, loaded, api_visibility="private")
         infer_file.upload(InsightHandlers.upload, infer_file, loaded, api_visibility="private")
-        infer_btn.click(GPU(insights.infer), [model, four_bit, infer_pairs, infer_kind, truth, record],
+        infer_btn.click(GPU(insights.infer), [model, four_bit, infer_pairs, infer_kind, truth, record, infer_write],
                         [infer_out, inference, use_a, use_b, download, record], concurrency_id=CONCURRENCY_ID,
                         api_name="infer")
         use_a.click(InsightHandlers.use_best, inference, [persona_a, pref_a], api_visibility="private")

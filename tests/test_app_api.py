@@ -243,3 +243,11 @@ def test_infer_with_malformed_pairs_is_a_message(client):
     table = {"headers": ["prompt", "chosen", "rejected"], "data": [["Hi?", "", "No."]]}
     message = html.unescape(client.predict("tiny-test", False, table, "psoups", api_name="/infer")[0])
     assert "pj-msg-error" in message and "Row 1 of the example pairs has an empty 'chosen' cell" in message
+
+
+def test_infer_can_rank_a_candidate_the_model_writes(client):
+    user = insight.sample_user(0)
+    table = {"headers": ["prompt", "chosen", "rejected"], "data": insight.pairs_rows(user["pairs"])}
+    result_html = client.predict("tiny-long", False, table, "psoups", True, api_name="/infer")[0]
+    assert "pj-msg-error" not in result_html and result_html.count('data-rank="') == 7
+    assert result_html.count("written by the model") == 1

@@ -12,11 +12,13 @@ from pjudge_core.cli import main
 from pjudge_core.evaluation import prefix_tree
 from pjudge_core.evaluation.inference import (
     FEEDBACK,
+    WRITTEN,
     candidate_texts,
     inference_accuracy,
     load_candidates,
     load_users,
     sample_users,
+    write_preference,
 )
 from pjudge_core.evaluation.logprobs import sequence_logprobs
 from pjudge_core.evaluation.prefix_tree import prefix_tree_logprobs
@@ -280,3 +282,40 @@ def test_infer_acc_cli(tiny_folder, tmp_path, capsys):
                  "--quiet", "--out", str(out)]) == 2
     assert "is not among the candidates" in capsys.readouterr().err and not out.exists()
     assert main(["eval", "infer-acc", "--pairs", str(users), "--limit", "0", "--model", tiny_folder]) == 2
+
+
+def test_write_adds_the_models_own_sentence_as_a_candidate():
+    lm = make_tiny_lm(max_positions=4096)  # room for the instruction with its examples
+    plain = infer_persona(lm, PAIRS, CANDIDATES)
+    inference = infer_persona(lm, PAIRS, CANDIDATES, write=True)
+    assert inference.written and inference.written == write_preference(lm, PAIRS)  # greedy: the same sentence
+    assert inference.name(inference.written) == WRITTEN and len(inference.ranking) == 4
+    scores = dict(inference.ranking)
+    assert {c: scores[c] for c in CANDIDATES} == pytest.approx(dict(plain.ranking), abs=1e-3)
+    assert scores[inference.written] == pytest.approx(brute_force(lm, PAIRS, [inference.written])[inference.written],
+                                                      abs=1e-3)
+    assert inference.to_dict()["written"] == inference.written and plain.to_dict()["written"] is None
+
+
+def test_write_with_no_room_in_the_context_writes_nothing(tiny_lm):
+    long_pairs = [{"prompt": "word " * 150, "chosen": "yes " * 60, "rejected": "no " * 60}] * 2
+    assert write_preference(tiny_lm, long_pairs) is None  # 512 positions cannot hold one example and an answer
+    inference = infer_persona(tiny_lm, PAIRS, CANDIDATES, write=True)
+    assert inference.written is None or inference.written in dict(inference.ranking)
+
+
+def test_infer_cli_write(tmp_path, capsys):
+    folder = tmp_path / "tiny-long"
+    lm = make_tiny_lm(max_positions=4096)
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    users = users_file(tmp_path)
+    cands = tmp_path / "cands.json"
+    cands.write_text(json.dumps(CANDIDATES))
+    capsys.readouterr()
+    assert main(["infer", "--pairs", str(users), "--candidates", str(cands), "--model", str(folder), "--write",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["written"] and len(out["ranking"]) == 4
+    assert {"text": out["written"], "name": WRITTEN} == {k: v for k, v in out["ranking"][
+        [r["text"] for r in out["ranking"]].index(out["written"])].items() if k != "score"}

@@ -42,13 +42,15 @@ def _infer(args: argparse.Namespace) -> int:
     user = users[args.index]
     candidates = _candidates(args)
     lm = load_from_args(args)
-    inference = infer_persona(lm, user["pairs"], candidates, batch_size=args.batch_size)
+    inference = infer_persona(lm, user["pairs"], candidates, write=args.write, batch_size=args.batch_size)
     if args.json:
         print(json.dumps({"file": str(args.pairs), "index": args.index, "truth": user["truth"],
                           **inference.to_dict()}, indent=2, ensure_ascii=False))
         return 0
     print(f"{inference.pairs} pairs of user {args.index} in {args.pairs}, scored by {lm.name}"
           + (f" ({len(inference.skipped)} skipped: longer than the context)" if inference.skipped else ""))
+    if args.write and not inference.written:
+        print("  (the model wrote no usable preference: nothing fitted its context, or it wrote nothing)")
     for rank, (text, score) in enumerate(inference.ranking, 1):
         mark = "  <- ground truth" if text == user["truth"] else ""
         print(f"  {rank:>2}. {score:>10.3f}  {inference.name(text)[:70]}{mark}")
@@ -121,6 +123,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("infer", help="which candidate persona best explains one user's preference pairs")
     _pairs_argument(p, required=True)
     p.add_argument("--index", type=int, default=0, help="which user of a file of user records (from 0)")
+    p.add_argument("--write", action="store_true",
+                   help="let the model also write a one-sentence preference from the pairs, ranked with the others")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON")
     add_model_arguments(p)
     p.set_defaults(func=_infer)

@@ -28,6 +28,7 @@ A pairs file (`load_users`) is a JSON list of either
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -37,7 +38,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.methods import generate
 from ..engine.prompting import prompt_ids
+from ..engine.settings import DecodeSettings
 from ..errors import InputError
 from ..presets import presets
 from .logprobs import fits_context
@@ -60,6 +63,7 @@ class Inference:
     pairs: int  # pairs scored
     skipped: list[int]  # indices of pairs skipped as longer than the context
     model: str
+    written: str | None = None  # the candidate the model wrote (write=True), if any
 
     @property
     def best(self) -> str:
@@ -71,7 +75,8 @@ class Inference:
     def to_dict(self) -> dict:
         return {"best": self.best, "best_name": self.name(self.best),
                 "ranking": [{"text": t, "name": self.name(t), "score": s} for t, s in self.ranking],
-                "per_pair": self.per_pair, "pairs": self.pairs, "skipped": self.skipped, "model": self.model}
+                "per_pair": self.per_pair, "pairs": self.pairs, "skipped": self.skipped, "model": self.model,
+                "written": self.written}
 
 
 # --------------------------------------------------------------------------- candidates and pairs
@@ -189,20 +194,57 @@ def sample_users(users: list[dict], limit: int | None = None, seed: int | None =
 # --------------------------------------------------------------------------- scoring
 
 def infer_persona(lm, pairs: Sequence[Mapping], candidates: Sequence[str] | Mapping[str, str] | None = None, *,
-                  batch_size: int = 64, progress: Callable | None = None) -> Inference:
+                  write: bool = False, batch_size: int = 64, progress: Callable | None = None) -> Inference:
     """Rank candidate preference texts by Σ [log p(chosen | x, c) − log p(rejected | x, c)].
 
     `pairs`: one user's [{prompt, chosen, rejected}]. `candidates`: texts, {name: text}, or None
-    for the persona presets. `InputError` for a missing or empty field, no candidates, or pairs
-    that are all longer than the context.
+    for the persona presets. With ``write=True`` the model first writes a one-sentence preference
+    from the pairs (`write_preference`), ranked with the others under the name `WRITTEN` (and
+    returned in `Inference.written`). `InputError` for a missing or empty field, no candidates, or
+    pairs that are all longer than the context.
     """
     cands = candidate_texts(candidates)
     pairs = check_pairs(list(pairs) if isinstance(pairs, tuple) else pairs)
+    written = write_preference(lm, pairs) if write else None
+    if written:
+        cands.setdefault(written, WRITTEN)
     inference = _rank(lm, pairs, cands, batch_size, progress)
     if inference is None:
         raise InputError(f"Every pair is longer than the model's context of {lm.context_length} tokens; "
                          "there is nothing to score.")
-    return inference
+    return dataclasses.replace(inference, written=written) if write else inference
+
+
+WRITTEN = "written by the model"
+WRITE_INSTRUCTION = ("Below are examples of answers a user preferred (chosen) over others (rejected).\n\n{examples}\n\n"
+                     "In one sentence, say what kind of response this user prefers. Start with "
+                     "\"Generate a response that\".")
+WRITE_PAIRS, WRITE_CHARS = 4, 300  # what the instruction quotes: enough to see a pattern, short enough for small contexts
+
+
+def write_preference(lm, pairs: Sequence[Mapping], *, max_new_tokens: int = 48) -> str | None:
+    """A one-sentence preference the model writes from the first pairs (greedy, no preference
+    prompt), or None when it writes nothing usable. Useful with larger models; a small one
+    tends to paraphrase the examples."""
+    def clip(text: str) -> str:
+        return text if len(text) <= WRITE_CHARS else text[:WRITE_CHARS].rsplit(" ", 1)[0] + " …"
+
+    def instruction(n: int) -> str:
+        return WRITE_INSTRUCTION.format(examples="\n\n".join(
+            f"Prompt: {clip(p['prompt'])}\nChosen: {clip(p['chosen'])}\nRejected: {clip(p['rejected'])}"
+            for p in pairs[:n]))
+
+    # As many examples as the context holds (a small context may hold none: nothing is written).
+    fitting = (instruction(n) for n in range(min(WRITE_PAIRS, len(pairs)), 0, -1))
+    query = next((q for q in fitting if fits_context(lm, len(prompt_ids(lm.tokenizer, q)), max_new_tokens)), None)
+    if query is None:
+        return None
+    result = generate(lm, "direct", query, [], DecodeSettings(max_new_tokens=max_new_tokens, greedy=True))
+    text = result.text.strip().strip('"').strip()
+    sentence = text.split("\n")[0].strip()
+    end = sentence.find(". ")
+    sentence = sentence[:end + 1] if end >= 0 else sentence
+    return sentence or None
 
 
 def _rank(lm, pairs: list[dict], cands: dict[str, str], batch_size: int,

@@ -148,7 +148,7 @@ class InsightHandlers:
         return (insight.pairs_rows(pairs), render.message_html(f"{len(pairs)} pairs from {source}{known}.", "ok"),
                 truth, "")
 
-    def infer(self, model_name, four_bit, rows, kind, truth, record, progress=gr.Progress()):
+    def infer(self, model_name, four_bit, rows, kind, truth, record, write=False, progress=gr.Progress()):
         """-> inference result HTML, inference (gr.State), use-as-A button, use-as-B button,
         download button, run record (gr.State)."""
         skip = gr.skip()
@@ -159,7 +159,9 @@ class InsightHandlers:
             self.access.check_capacity(len(pairs))
             progress(0.0, desc="Loading the model …")
             lm = self.models.get(model_name, _quantize(four_bit))
-            inference = infer_persona(lm, pairs, candidates,
+            if write:
+                progress(0.0, desc="The model writes a candidate …")
+            inference = infer_persona(lm, pairs, candidates, write=bool(write),
                                       progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
         except PJudgeError as exc:
             return render.message_html(str(exc), "error"), skip, skip, skip, skip, skip

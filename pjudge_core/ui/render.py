@@ -270,7 +270,10 @@ def inference_html(inference: dict, truth: str | None = None) -> str:
     rows = []
     for rank, c in enumerate(inference["ranking"], 1):
         mark = ' <span class="pj-truth">✓ ground truth</span>' if truth is not None and c["text"] == truth else ""
-        name = f'<span class="pj-cand-name">{esc(c["name"])}</span> ' if c["name"] != c["text"] else ""
+        if c["text"] == inference.get("written"):
+            mark += ' <span class="pj-written">written by the model</span>'
+        named = c["name"] != c["text"] and c["text"] != inference.get("written")
+        name = f'<span class="pj-cand-name">{esc(c["name"])}</span> ' if named else ""
         best_class = ' class="pj-best"' if rank == 1 else ""
         rows.append(f'<tr data-rank="{rank}"{best_class}><td>{rank}</td>'
                     f'<td>{name}<span class="pj-cand-text">{esc(c["text"])}</span>{mark}</td>'
