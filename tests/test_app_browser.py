@@ -80,9 +80,10 @@ def open_parameters(page):
         page.wait_for_timeout(500)  # let the accordion finish opening, or the value is reset
 
 
-def set_number(page, elem_id, n):
-    open_parameters(page)
+def set_slider(page, elem_id, n):
+    """Type a value into a visible slider's (or number's) box."""
     number = page.locator(f"#{elem_id} input[type=number]")
+    number.wait_for(state="visible")
     for _ in range(3):
         number.fill(str(n))
         number.press("Tab")  # a slider takes the typed number on blur
@@ -90,6 +91,12 @@ def set_number(page, elem_id, n):
         if number.input_value() == str(n):
             break
     assert number.input_value() == str(n)
+
+
+def set_number(page, elem_id, n):
+    """Set a field of the decoding parameters (opening them first)."""
+    open_parameters(page)
+    set_slider(page, elem_id, n)
 
 
 def tick(page, label_part, on=True):
@@ -284,18 +291,6 @@ def open_section(page, title, inside):
         page.get_by_text(title).first.click()
         page.locator(inside).wait_for(state="visible")
         page.wait_for_timeout(400)
-
-
-def set_slider(page, elem_id, n):
-    number = page.locator(f"#{elem_id} input[type=number]")
-    number.wait_for(state="visible")
-    for _ in range(3):
-        number.fill(str(n))
-        number.press("Tab")
-        page.wait_for_timeout(300)
-        if number.input_value() == str(n):
-            break
-    assert number.input_value() == str(n)
 
 
 def pick(page, elem_id, starts_with):

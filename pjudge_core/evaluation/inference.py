@@ -110,17 +110,22 @@ def candidate_texts(candidates: Sequence[str] | Mapping[str, str] | None = None)
     return out
 
 
+def _read_json(path: Path, kind: str):
+    """The JSON in a file, or an `InputError` naming the `kind` of file and what is wrong with it."""
+    if not path.is_file():
+        raise InputError(f"{kind} file {str(path)!r} does not exist.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{kind} file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg}).") from exc
+
+
 def load_candidates(path: str | os.PathLike) -> list[str]:
     """The candidate preference texts of a JSON file holding a list of texts."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Candidates file {str(path)!r} does not exist.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"Candidates file {str(path)!r} is not UTF-8 text.") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg}).") from exc
+    data = _read_json(path, "Candidates")
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of candidate preference texts.")
     if not data:
@@ -150,14 +155,7 @@ def check_pairs(pairs, where: str = "") -> list[dict]:
 def load_users(path: str | os.PathLike) -> list[dict]:
     """Users of a pairs file: [{"index", "pairs", "truth" (None when unknown)}] (module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Pairs file {str(path)!r} does not exist.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"Pairs file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg}).") from exc
+    data = _read_json(path, "Pairs")
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: expected a non-empty JSON list of preference pairs or of user records.")
     records = isinstance(data[0], dict) and FEEDBACK in data[0]
