@@ -153,7 +153,8 @@ def check_pairs(pairs, where: str = "") -> list[dict]:
 
 
 def load_users(path: str | os.PathLike) -> list[dict]:
-    """Users of a pairs file: [{"index", "pairs", "truth" (None when unknown)}] (module docstring)."""
+    """Users of a pairs file: [{"index", "pairs", "truth" (None when unknown)}], user records also with
+    their "profile" (None when absent) (module docstring)."""
     path = Path(path)
     data = _read_json(path, "Pairs")
     if not isinstance(data, list) or not data:
@@ -171,7 +172,8 @@ def load_users(path: str | os.PathLike) -> list[dict]:
             truth = item.get(TRUTH)
             if truth is not None and (not isinstance(truth, str) or not truth.strip()):
                 raise InputError(f"{path}: item {i}: {TRUTH!r} must be a non-empty text.")
-            users.append({"index": i, "pairs": check_pairs(item[FEEDBACK], f"{path}: item {i}"), "truth": truth})
+            users.append({"index": i, "pairs": check_pairs(item[FEEDBACK], f"{path}: item {i}"), "truth": truth,
+                          "profile": item.get("profile")})
     if records:
         return users
     pairs = check_pairs(data, str(path))

@@ -71,15 +71,20 @@ def front_figure(result: Mapping | None, x: str, y: str) -> go.Figure | None:
     for the page, legend under the plot so a phone keeps the width for the points."""
     if not result:
         return None
-    labels = result["labels"]
-    if x not in labels or y not in labels or x == y:
-        raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
+    check_axes(result["labels"], x, y)
     fig = fit_scatter(front_scores(result), x, y)
     fig.update_layout(template="plotly")  # the report's white template would be a white box in dark mode
     app_style(fig)
     fig.update_layout(title={"text": "Persona fit per answer, nats per token", "font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
     return fig
+
+
+def check_axes(labels, x, y) -> None:
+    """The front's axes must be two different personas of the run."""
+    labels = list(labels)
+    if x not in labels or y not in labels or x == y:
+        raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
 
 
 def front_scores(result: Mapping) -> dict:

@@ -21,7 +21,7 @@ from ..presets import pair, pair_personas, persona_text
 from . import charts, insight, lab, records, render
 from .access import Access
 from .form import MAX_PERSONAS, LabForm, number, read_form
-from .models import ModelHolder, describe, recommended_settings
+from .models import ModelHolder, describe, quantize_option, recommended_settings
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
 SLOT_ABOUT = {
@@ -32,9 +32,6 @@ SLOT_ABOUT = {
     "official": "what the official code does: roles swap once, some rejections resample from the draft",
 }
 
-
-def _quantize(four_bit) -> str | None:
-    return "4bit" if four_bit else None
 
 
 def _about(slot: str) -> str:
@@ -57,7 +54,7 @@ class Studio:
         started = time.perf_counter()
         try:
             self.access.check_model(name, bool(four_bit))
-            lm = self.models.get(name, _quantize(four_bit))
+            lm = self.models.get(name, quantize_option(four_bit))
         except PJudgeError as exc:
             return render.message_html(str(exc), "error")
         except Exception as exc:  # keep the page readable even for unexpected failures
@@ -96,10 +93,10 @@ class Studio:
                              no_repeat_ngram_size=no_repeat_ngram_size)
             names, preferences, settings, specs = form.names, form.preferences, form.settings, form.specs
             self.access.check_model(model_name, bool(four_bit))
-            if not self.models.is_loaded(model_name, _quantize(four_bit)):
+            if not self.models.is_loaded(model_name, quantize_option(four_bit)):
                 yield out(message=render.message_html(f"Loading {model_name or 'the bundled model'} … "
                                                       "(first run only)", "info"))
-            lm = self.models.get(model_name, _quantize(four_bit))
+            lm = self.models.get(model_name, quantize_option(four_bit))
             run = lab.LabRun(lm, query, preferences, specs, settings)
         except PJudgeError as exc:
             yield out(message=render.message_html(str(exc), "error"))
@@ -186,7 +183,7 @@ class Studio:
             self.access.check_model(model_name, bool(four_bit))
             self.access.check_capacity(pairs)
             progress(0.0, desc="Loading the model …")
-            lm = self.models.get(model_name, _quantize(four_bit))
+            lm = self.models.get(model_name, quantize_option(four_bit))
             result = judge_capacity(lm, n=pairs, seed=0,
                                     progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
         except PJudgeError as exc:

@@ -124,8 +124,7 @@ def pairs_rows(pairs: Sequence[Mapping]) -> list[list[str]]:
 @lru_cache(maxsize=1)
 def sample_users() -> tuple[dict, ...]:
     """The bundled P-Soups users: {index, pairs, truth, profile}."""
-    profiles = [u.get("profile") for u in json.loads(SAMPLE_PAIRS.read_text(encoding="utf-8"))]
-    return tuple({**u, "profile": profiles[u["index"]]} for u in load_users(SAMPLE_PAIRS))
+    return tuple(load_users(SAMPLE_PAIRS))
 
 
 def user_choices() -> list[tuple[str, int]]:

@@ -19,16 +19,13 @@ from ..evaluation.inference import infer_persona, preset_names
 from . import charts, insight, records, render
 from .access import Access
 from .form import number, read_form
-from .models import ModelHolder
+from .models import ModelHolder, quantize_option
 
 DEFAULT_SAMPLES = 4
 DEFAULT_FRONT_TOKENS = 64  # short answers: a front of 4 samples x 2 methods takes about half a minute on a CPU
 MAX_SAMPLES = 16
 UPDATE_EVERY_S = 0.25  # the progress bar moves at most ~4 times per second
 
-
-def _quantize(four_bit) -> str | None:
-    return "4bit" if four_bit else None
 
 
 class InsightHandlers:
@@ -57,11 +54,10 @@ class InsightHandlers:
                              seed=seed, methods=methods, n_personas=n_personas, persona_c=persona_c, pref_c=pref_c,
                              persona_d=persona_d, pref_d=pref_d, alpha=alpha, weights=weights,
                              repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
-            if x not in form.preferences or y not in form.preferences or x == y:
-                raise InputError(f"Pick two different personas for the axes among {', '.join(form.preferences)}.")
+            charts.check_axes(form.preferences, x, y)  # before the model loads
             self.access.check_model(model_name, bool(four_bit))
             progress(0.0, desc="Loading the model …")
-            lm = self.models.get(model_name, _quantize(four_bit))
+            lm = self.models.get(model_name, quantize_option(four_bit))
             updates = stream_compare(lm, query, form.preferences, list(form.specs.values()), k, form.settings,
                                      every_token=True)
         except PJudgeError as exc:
@@ -158,7 +154,7 @@ class InsightHandlers:
             self.access.check_model(model_name, bool(four_bit))
             self.access.check_capacity(len(pairs))
             progress(0.0, desc="Loading the model …")
-            lm = self.models.get(model_name, _quantize(four_bit))
+            lm = self.models.get(model_name, quantize_option(four_bit))
             if write:
                 progress(0.0, desc="The model writes a candidate …")
             inference = infer_persona(lm, pairs, candidates, write=bool(write),

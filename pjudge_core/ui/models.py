@@ -63,6 +63,11 @@ class ModelHolder:
             return lm
 
 
+def quantize_option(four_bit) -> str | None:
+    """The page's 4-bit checkbox as `load_model`'s ``quantize``."""
+    return "4bit" if four_bit else None
+
+
 def default_model(on_spaces: bool) -> str:
     """The bundled offline model, or on Spaces the preset marked ``spaces_default``."""
     if on_spaces:
