@@ -28,6 +28,7 @@ from .engine.methods import (
     stream_persona_judge,
 )
 from .engine.prompting import combine_preferences, prompt_ids, prompt_text
+from .engine.requests import Batch, Request, generate_many, stream_many
 from .engine.settings import DecodeSettings
 from .engine.specs import RunSpec, parse_specs
 from .engine.trace import Result, Step, Stream
@@ -37,8 +38,8 @@ from .evaluation.fit import Fit, persona_fit
 from .evaluation.inference import Inference, infer_persona
 
 __all__ = [
-    "BUNDLED", "METHODS", "DecodeSettings", "Fit", "Inference", "InputError", "LoadedModel", "ModelLoadError",
-    "PJudgeError", "Result", "RunSpec", "Step", "Stream", "combine_preferences", "compare", "direct_prompt",
-    "generate", "infer_persona", "load_model", "parse_specs", "persona_fit", "persona_judge", "prompt_ids",
-    "prompt_text", "stream_compare", "stream_direct", "stream_generate", "stream_persona_judge",
+    "BUNDLED", "METHODS", "Batch", "DecodeSettings", "Fit", "Inference", "InputError", "LoadedModel", "ModelLoadError",
+    "PJudgeError", "Request", "Result", "RunSpec", "Step", "Stream", "combine_preferences", "compare", "direct_prompt",
+    "generate", "generate_many", "infer_persona", "load_model", "parse_specs", "persona_fit", "persona_judge", "prompt_ids",
+    "prompt_text", "stream_compare", "stream_direct", "stream_generate", "stream_many", "stream_persona_judge",
 ]

@@ -25,7 +25,7 @@ PREF_A, PREF_B = "Be concise.", "Be imaginative."
 
 def _strip(rec: dict) -> dict:
     """A record without the wall-clock parts (they differ between runs)."""
-    stats = {k: v for k, v in rec["stats"].items() if k not in ("seconds", "tokens_per_s")}
+    stats = {k: v for k, v in rec["stats"].items() if k not in ("seconds", "compute_seconds", "tokens_per_s")}
     return {**rec, "stats": stats}
 
 
@@ -83,20 +83,62 @@ def test_run_batch_records(tiny_lm, tmp_path, prompts_file):
     out = tmp_path / "out.jsonl"
     summary = run_batch(tiny_lm, read_prompts(prompts_file), PREFS, out, settings=settings(), progress=False)
     assert summary["written"] == 6
-    records = read_records(out)
+    records = in_order(read_records(out))
     assert [(r["id"], r["spec"]) for r in records] == [
-        (i, m) for i in "abc" for m in ("persona-judge", "direct")]
-    pj = records[0]
+        (i, m) for i in "abc" for m in ("direct", "persona-judge")]
+    pj = records[1]
     assert pj["settings"]["preferences"] == PREFS and pj["settings"]["lam"] == 4
     assert "acceptance_rate" in pj["stats"] and "steps" not in pj
-    assert records[1]["settings"]["preferences"] == PREFS and records[1]["spec_label"] == "Direct prompting"
-    assert pj["settings"]["seed"] == records[1]["settings"]["seed"] == record_seed(1, 0)
+    assert records[0]["settings"]["preferences"] == PREFS and records[0]["spec_label"] == "Direct prompting"
+    assert pj["settings"]["seed"] == records[0]["settings"]["seed"] == record_seed(1, 0)
     # same seed, same text
     again = tmp_path / "again.jsonl"
     run_batch(tiny_lm, read_prompts(prompts_file), PREFS, again, settings=settings(), progress=False, trace=True)
-    again_records = read_records(again)
+    again_records = in_order(read_records(again))
     assert [r["text"] for r in again_records] == [r["text"] for r in records]
     assert len(again_records[0]["steps"]) == again_records[0]["stats"]["new_tokens"]
+
+
+def in_order(records: list[dict]) -> list[dict]:
+    """Records sorted by (id, spec): lines come in the order records finish."""
+    return sorted(records, key=lambda r: (r["id"], r["spec"]))
+
+
+def decided(records: list[dict]) -> list[tuple]:
+    """What must not depend on how many rows decode together."""
+    return [(r["id"], r["spec"], r["settings"]["seed"], r["text"], r["stats"]["new_tokens"],
+             r["stats"].get("acceptance_rate")) for r in in_order(records)]
+
+
+def test_the_records_do_not_depend_on_the_rows_decoded_together(tiny_lm, tmp_path, prompts_file):
+    specs = "persona-judge,direct,fusion(alpha=0.5),persona-judge(lam=2),official"
+    runs = {}
+    for rows in (1, 3, 16):
+        out = tmp_path / f"rows{rows}.jsonl"
+        summary = run_batch(tiny_lm, read_prompts(prompts_file), PREFS, out, specs=specs, settings=settings(n=20),
+                            progress=False, rows=rows)
+        assert summary["rows"] == rows and summary["written"] == 15
+        runs[rows] = decided(read_records(out))
+    assert runs[1] == runs[3] == runs[16]
+
+
+def test_a_record_that_fails_validation_is_reported_and_the_others_are_written(tmp_path):
+    from conftest import make_tiny_lm
+    lm = make_tiny_lm(max_positions=160)  # the tiny tokenizer spends ~100 tokens on a two-preference prompt
+    prompts = [{"id": "short", "prompt": "Hi"}, {"id": "long", "prompt": "word " * 90}, {"id": "also", "prompt": "Yo"}]
+    summary = run_batch(lm, prompts, PREFS, tmp_path / "out.jsonl", settings=settings(), progress=False, rows=2)
+    assert summary["written"] == 4
+    assert [(f["id"], f["spec"]) for f in summary["failed"]] == [("long", "persona-judge"), ("long", "direct")]
+    assert "context" in summary["failed"][0]["error"]
+    assert {r["id"] for r in read_records(tmp_path / "out.jsonl")} == {"short", "also"}
+
+
+@pytest.mark.parametrize("rows", [0, 65])
+def test_rows_out_of_range_is_refused_before_anything_runs(tiny_lm, tmp_path, prompts_file, rows):
+    out = tmp_path / "never.jsonl"
+    with pytest.raises(InputError, match="from 1 to 64"):
+        run_batch(tiny_lm, read_prompts(prompts_file), PREFS, out, progress=False, rows=rows)
+    assert not out.exists()
 
 
 def test_every_variant_is_its_own_spec_and_its_own_report_row(tiny_lm, tmp_path, prompts_file):
@@ -133,10 +175,11 @@ def test_resume_after_kill_gives_the_same_records(tiny_lm, tmp_path, prompts_fil
     killed.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # died writing record 4
     with pytest.raises(InputError, match="--resume"):
         run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False)
-    summary = run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False, resume=True)
+    summary = run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False, resume=True,
+                        rows=2)  # another number of rows may continue it
     assert summary["skipped"] == 3 and summary["written"] == 3
     resumed = read_records(killed)
-    assert [_strip(r) for r in resumed] == [_strip(r) for r in read_records(full)]
+    assert [_strip(r) for r in in_order(resumed)] == [_strip(r) for r in in_order(read_records(full))]
     # resuming a finished file writes nothing and duplicates nothing
     assert run_batch(tiny_lm, prompts, PREFS, killed, settings=settings(seed=3), progress=False,
                      resume=True)["written"] == 0
@@ -180,6 +223,10 @@ def test_cli_batch_and_errors(tiny_folder, tmp_path, prompts_file, capsys):
                  "--model", str(tiny_folder)]) == 2
     assert main(["batch", "--prompts", str(prompts_file), "--pref-a", "a", "--pref-b", "b", "--methods", "beam",
                  "--out", str(tmp_path / "z.jsonl"), "--model", str(tiny_folder)]) == 2
+    capsys.readouterr()
+    assert main(args + ["--rows", "0", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "from 1 to 64" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow

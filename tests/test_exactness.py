@@ -19,8 +19,10 @@ from scipy.stats import chi2_contingency, chisquare
 
 from pjudge_core import (
     DecodeSettings,
+    Request,
     direct_prompt,
     generate,
+    generate_many,
     persona_judge,
     prompt_ids,
 )
@@ -33,6 +35,20 @@ SAMPLING = DecodeSettings()  # the paper's warping: T 0.9, top-k 20, top-p 0.9
 
 def first_tokens(sample, seeds):
     return np.array([sample(seed).token_ids[0] for seed in seeds])
+
+
+# Other methods decoded in the same batches as the runs under test (another query, other budgets).
+COMPANIONS = ["direct", "fusion(alpha=0.5)", "direct[A]", "persona-judge-base", "official", "persona-judge(lam=2)"]
+
+
+def runs_in_batches(lm, spec, preferences, settings, seeds, rows=16, **options):
+    """Each seed's run of `spec`, decoded in batches of `rows` where half the rows run other methods."""
+    requests = []
+    for seed in seeds:
+        requests.append(Request(spec, QUERY, preferences, settings.replace(seed=seed), options))
+        requests.append(Request(COMPANIONS[seed % len(COMPANIONS)], "Tell me about the sea.", [A, B],
+                                settings.replace(seed=seed + 1, max_new_tokens=1 + seed % 7)))
+    return generate_many(lm, requests, rows=rows)[::2]
 
 
 def raw_logits(lm, preferences, output=()):
@@ -84,6 +100,7 @@ def total_variation(p, q):
 
 @pytest.fixture(scope="module")
 def samples(tiny_lm):
+    torch.set_num_threads(1)  # module fixtures run before the per-test thread setting (conftest)
     pj = first_tokens(lambda s: persona_judge(tiny_lm, QUERY, A, B, max_new_tokens=1, seed=s), range(N))
     direct_b = first_tokens(lambda s: direct_prompt(tiny_lm, QUERY, [B], max_new_tokens=1, seed=s), range(N, 2 * N))
     return pj, direct_b
@@ -111,7 +128,7 @@ def test_the_test_has_power_against_the_drafters_distribution(tiny_lm, samples):
 
 
 def test_the_test_catches_the_official_codes_resampling_rule(tiny_lm):
-    """The official code resamples from the draft's excess whenever rounding makes sum(p - q) <= 0."""
+    """The official code resamples from the draft's excess about half the time (`official_residual`)."""
     official = first_tokens(lambda s: generate(tiny_lm, "official", QUERY, [A, B],
                                                SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
     assert goodness_of_fit(official, warp(raw_logits(tiny_lm, [B])), "power: official code vs the judge B") < ALPHA
@@ -172,3 +189,49 @@ def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(rep
     assert goodness_of_fit(seconds, expected, "repetition penalty: 2nd token vs penalised B") > ALPHA
     assert total_variation(expected, unpenalised) > 0.2
     assert goodness_of_fit(seconds, unpenalised, "power: 2nd token vs unpenalised B") < ALPHA
+
+
+# --------------------------------------------------------------------------- the same, decoded in batches
+
+def test_in_batches_with_other_methods_the_first_token_still_follows_the_judge(tiny_lm):
+    runs = runs_in_batches(tiny_lm, "persona-judge", [A, B], SAMPLING.replace(max_new_tokens=1), range(N))
+    tokens = np.array([r.token_ids[0] for r in runs])
+    p_a, p_b = warp(raw_logits(tiny_lm, [A])), warp(raw_logits(tiny_lm, [B]))
+    assert goodness_of_fit(tokens, p_b, "batched, 2 personas: first token vs the judge B") > ALPHA
+    assert goodness_of_fit(tokens, p_a, "power: batched, first token vs the drafter A") < ALPHA
+
+
+def test_in_batches_with_three_personas_the_first_block_is_judged_by_b(tiny_lm):
+    runs = runs_in_batches(tiny_lm, "persona-judge", [A, B, C], SAMPLING.replace(max_new_tokens=1), range(N))
+    tokens = np.array([r.token_ids[0] for r in runs])
+    p = {label: warp(raw_logits(tiny_lm, [text])) for label, text in zip("ABC", (A, B, C))}
+    assert goodness_of_fit(tokens, p["B"], "batched, 3 personas: first token vs the judge B") > ALPHA
+    for other in "AC":
+        assert goodness_of_fit(tokens, p[other], f"power: batched, 3 personas vs {other}") < ALPHA
+
+
+def test_in_batches_fusion_still_follows_the_fused_distribution(tiny_lm):
+    alpha, weights = 1.0, [3.0, 1.0]
+    runs = runs_in_batches(tiny_lm, "fusion", [A, B], SAMPLING.replace(max_new_tokens=1), range(N),
+                           alpha=alpha, weights=weights)
+    tokens = np.array([r.token_ids[0] for r in runs])
+    mixed = 0.75 * raw_logits(tiny_lm, [A]) + 0.25 * raw_logits(tiny_lm, [B])
+    base = raw_logits(tiny_lm, [])
+    expected = warp(base + (1 + alpha) * (mixed - base))
+    assert goodness_of_fit(tokens, expected, "batched fusion α=1 w=3:1: vs fused") > ALPHA
+    assert goodness_of_fit(tokens, warp(mixed), "power: batched fusion α=1 vs α=0") < ALPHA
+
+
+def test_in_batches_a_later_token_follows_the_penalised_judge(repetitive_lm):
+    lm, penalty = repetitive_lm, 1.5
+    settings = SAMPLING.replace(max_new_tokens=2, lam=2, alternate=False, repetition_penalty=penalty)
+    runs = runs_in_batches(lm, "persona-judge", [A, B], settings, range(N))
+    firsts = np.array([r.token_ids[0] for r in runs])
+    x = int(np.bincount(firsts).argmax())
+    seconds = np.array([r.token_ids[1] for r in runs if r.token_ids[0] == x])
+    assert len(seconds) > 250
+    logits = raw_logits(lm, [B], output=[x])
+    penalised = logits.clone()
+    penalised[x] = penalised[x] / penalty if penalised[x] > 0 else penalised[x] * penalty
+    assert goodness_of_fit(seconds, warp(penalised), "batched, repetition penalty: 2nd token vs penalised B") > ALPHA
+    assert goodness_of_fit(seconds, warp(logits), "power: batched, 2nd token vs unpenalised B") < ALPHA

@@ -223,17 +223,18 @@ def test_stream_compare_every_token_reports_each_token_and_stops_mid_answer(tiny
     settings = DecodeSettings(max_new_tokens=12, seed=5)
     updates = list(stream_compare(tiny_lm, QUERY, PREFS, "direct", samples=2, settings=settings, every_token=True))
     answers = [u for u in updates if u["result"] is not None]
-    tokens = [u["tokens"] for u in updates if u["result"] is None]
-    first = answers[0]["sample"]["new_tokens"]
-    assert tokens[:first] == list(range(1, first + 1)) and len(tokens) == sum(a["sample"]["new_tokens"] for a in answers)
+    steps = [u for u in updates if u["result"] is None]
+    # Both answers decode together: every step decides one token of each answer in flight.
+    assert [u["tokens"] for u in steps][:3] == [2, 4, 6] and steps[0]["partial"] == pytest.approx(2 / 12)
+    assert max(u["tokens"] for u in steps) <= sum(a["sample"]["new_tokens"] for a in answers)
     assert [a["sample"] for a in answers] == compare(tiny_lm, QUERY, PREFS, "direct", samples=2,
                                                      settings=settings)["answers"]
     calls = []
     hook = tiny_lm.model.get_decoder().register_forward_hook(lambda *args: calls.append(1))
     try:
         stream = stream_compare(tiny_lm, QUERY, PREFS, "direct", samples=2, settings=settings, every_token=True)
-        assert next(stream)["tokens"] == 1 and next(stream)["tokens"] == 2
-        stream.close()  # mid-answer: the decoder stops where it is
+        assert next(stream)["tokens"] == 2 and next(stream)["tokens"] == 4
+        stream.close()  # mid-answer: the decoders stop where they are
         before = len(calls)
         assert list(stream) == [] and len(calls) == before and before <= 3
     finally:

@@ -50,15 +50,10 @@ def test_panels_grow_together_and_end_with_the_same_tokens_as_separate_runs(tiny
     run = lab.LabRun(tiny_lm, QUERY, PREFS, specs, settings)
     order = list(run)
     assert run.done
-    # interleaved: while every panel runs, no panel gets more than one step ahead of the slowest
-    lengths = {slot: 0 for slot in specs}
-    for slot in order:
-        if len(run.panels[slot].steps) > lengths[slot]:
-            lengths[slot] += 1
-            running = [s for s in specs if lengths[s] < len(run.panels[s].steps)]
-            if running:
-                assert lengths[slot] <= min(lengths[s] for s in running) + 1
-    assert order[:3] == ["persona-judge", "direct", "fusion"]  # every panel's first token comes early
+    # Every engine step gives direct prompting and fusion a token each and Persona-judge a block
+    # after each λ drafts, so every panel's first token comes within the first λ + 1 steps.
+    assert all(order.index(slot) < 3 * (settings.lam + 1) for slot in specs)
+    assert run.engine.forwards < sum(p.result.stats["forward_passes"] for p in run.panels.values())  # shared
     for slot, spec in specs.items():
         alone = spec.run(tiny_lm, QUERY, PREFS, settings)
         assert run.panels[slot].result.token_ids == alone.token_ids

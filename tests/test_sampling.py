@@ -93,17 +93,16 @@ def test_no_repeat_ngram_bans_the_token_that_would_repeat_an_ngram_of_the_output
     assert (probs[1] > 0).all()  # after 3 nothing is banned
 
 
-def test_the_official_rule_takes_the_drafts_excess_when_sum_p_minus_q_is_not_positive():
+def test_the_official_rule_resamples_from_the_drafts_excess_when_its_coin_says_so():
     p, q = torch.tensor([0.5, 0.2, 0.3]), torch.tensor([0.2, 0.5, 0.3])
     assert torch.allclose(residual_distribution(p, q), torch.tensor([1.0, 0.0, 0.0]))
-    # sum(p - q) is exactly 0 here: the official code resamples from max(0, q - p), the draft's excess.
-    assert torch.allclose(official_residual(p, q), torch.tensor([0.0, 1.0, 0.0]))
-    # with a little more mass on p (sum(p - q) > 0) it takes the judge's excess like Algorithm 1
-    p_more = torch.tensor([0.5001, 0.2, 0.3])
-    assert official_residual(p_more, q).argmax() == 0
-    judged = speculative_sampling(p, q, 1, u=0.99, resample_uniform=0.5, residual=official_residual)
+    # The official code's branch is the sign of sum(p - q), zero up to rounding: a fair coin.
+    assert torch.allclose(official_residual(p, q, 0.2), torch.tensor([0.0, 1.0, 0.0]))  # the draft's excess
+    assert torch.allclose(official_residual(p, q, 0.7), torch.tensor([1.0, 0.0, 0.0]))  # the judge's, as Algorithm 1
+    judged = speculative_sampling(p, q, 1, u=0.99, resample_uniform=0.5, residual=official_residual, coin=0.2)
     assert (judged.decision, judged.token_id) == ("resampled", 1)  # the rejected draft itself comes back
-    assert greedy_judging(p, q, 1, official_residual).token_id == 1
+    assert greedy_judging(p, q, 1, official_residual, 0.2).token_id == 1
+    assert greedy_judging(p, q, 1, official_residual, 0.7).token_id == 0
 
 
 def test_uniforms_are_keyed_by_seed_and_position():

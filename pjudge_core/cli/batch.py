@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..engine.engine import DEFAULT_ROWS, MAX_ROWS
+from ..engine.requests import check_rows
 from ..engine.specs import parse_specs
 from ..errors import InputError
 from ..evaluation.batch import DEFAULT_SPECS, run_batch
@@ -24,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if not preferences:
         raise InputError("Batch generation needs preferences: pass --pref-a and --pref-b (or --pref, --persona), "
                          "or --preset NAME.")
+    check_rows(args.rows)
     specs = parse_specs(args.specs)
     settings = settings_from_args(args)
     for spec in specs:
@@ -36,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
     lm = load_from_args(args)
     print(f"{len(prompts)} prompts x {len(specs)} run specs on {lm.describe()}", file=sys.stderr)
     summary = run_batch(lm, prompts, preferences, args.out, specs=specs, settings=settings, resume=args.resume,
-                        overwrite=args.overwrite, trace=args.trace, progress=not args.quiet)
-    print(f"wrote {summary['written']} records to {summary['out']} ({summary['skipped']} already there) "
-          f"in {summary['seconds']:.1f} s", file=sys.stderr)
+                        overwrite=args.overwrite, trace=args.trace, progress=not args.quiet, rows=args.rows)
+    for failure in summary["failed"]:
+        print(f"skipped {failure['id']} {failure['spec']}: {failure['error']}", file=sys.stderr)
+    print(f"wrote {summary['written']} records to {summary['out']} ({summary['skipped']} already there"
+          + (f", {len(summary['failed'])} refused" if summary["failed"] else "")
+          + f") in {summary['seconds']:.1f} s, {summary['rows']} rows at a time", file=sys.stderr)
     return 0
 
 
@@ -54,6 +60,9 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="start --out afresh")
     p.add_argument("--trace", action="store_true", help="keep the per-token trace ('steps') in each record")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--rows", type=int, default=DEFAULT_ROWS,
+                   help=f"records decoded together (1-{MAX_ROWS}; default {DEFAULT_ROWS}); the records do not "
+                        "depend on it, only the speed and the order of the lines")
     add_preference_arguments(p)
     add_model_arguments(p)
     add_decode_arguments(p, seed=0)

@@ -10,21 +10,21 @@ context-aware decoding). The fused logits then go through the same `Warping` as 
 greedy). Each Step records the fused probability p of the token and each persona's own
 probability of it under the same processing (`persona_p`).
 
-One forward per token, the prompts (personas, and no preference when α > 0) as the rows of one
-batch (`BatchedCache`): measured on 2 CPU cores with SmolLM2-135M, two rows cost 1.48x a
-batch-one forward, two batch-one forwards 1.99x.
+One forward per token, the prompts (personas, and no preference when α > 0) as rows of the same
+forward (the engine puts feeds of the same width together): measured on 2 CPU cores with
+SmolLM2-135M, two rows cost 1.48x a batch-one forward, two batch-one forwards 1.99x.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from .caches import BatchedCache
+from .kv import Row
 from .sampling import JudgedToken, Uniforms, Warping, choose
 from .settings import DecodeSettings
-from .trace import Recorder, Step
+from .trace import Recorder
 
 
 def fuse_logits(persona_logits: torch.Tensor, weights: torch.Tensor, alpha: float,
@@ -36,17 +36,15 @@ def fuse_logits(persona_logits: torch.Tensor, weights: torch.Tensor, alpha: floa
     return base_logits + (1 + alpha) * (mixed - base_logits)
 
 
-def fusion_steps(lm, prompts: dict[str, list[int]], base_prompt: list[int] | None, weights: Sequence[float],
-                 alpha: float, recorder: Recorder, settings: DecodeSettings,
-                 uniforms: Uniforms) -> Iterator[Step]:
-    labels = list(prompts)
-    rows = list(prompts.values()) + ([base_prompt] if alpha > 0 else [])  # the last row is ℓ₀ when α > 0
-    batch = BatchedCache(lm.model, rows)
+def fusion_steps(rows: list[Row], labels: list[str], weights: Sequence[float], alpha: float, recorder: Recorder,
+                 settings: DecodeSettings, uniforms: Uniforms):
+    """`rows` are the personas' prompts in `labels` order, then ℓ₀'s when α > 0; yields the feeds of
+    every row before each token (and is sent their logits), then the token's `Step`."""
     w = torch.tensor(list(weights), dtype=torch.float32)
     warping = Warping(settings)
     output: list[int] = []
     while not recorder.finished(output, settings.max_new_tokens):
-        logits = batch.logits(output).float()
+        logits = torch.cat((yield [row.feed(output) for row in rows])).float()
         persona_logits = logits[:len(labels)]
         base_logits = logits[len(labels)] if alpha > 0 else None
         fused = fuse_logits(persona_logits, w, alpha, base_logits)
@@ -56,4 +54,4 @@ def fusion_steps(lm, prompts: dict[str, list[int]], base_prompt: list[int] | Non
         output.append(token)
         yield recorder.step(p, None, JudgedToken(token, "fused"),
                             persona_p={label: float(v) for label, v in zip(labels, own)})
-    return recorder.result(batch.forward_passes, rows)
+    return recorder.result([row.prompt for row in rows])

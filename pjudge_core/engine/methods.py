@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import InputError
 from .direct import direct_steps
+from .engine import Engine, Task
 from .fusion import fusion_steps
 from .loading import LoadedModel
 from .persona_judge import fixed, persona_judge_steps, rotating, swap_once
 from .prompting import combine_preferences, prompt_ids, prompt_text
-from .sampling import Uniforms, official_residual
+from .sampling import Uniforms, official_residual, residual_distribution
 from .settings import DecodeSettings
 from .trace import Recorder, Result, Stream
 
@@ -131,25 +132,57 @@ def check_request(method: str, preferences, settings: DecodeSettings | None = No
     return prefs, settings, options
 
 
-def stream_generate(lm: LoadedModel, method: str, query: str,
-                    preferences: Sequence[str] | Mapping[str, str] | str = (),
-                    settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Stream:
-    """Start a run; iterate the returned `Stream` for its Steps (see the module docstring)."""
+def prepare(lm: LoadedModel, method: str, query: str, preferences: Sequence[str] | Mapping[str, str] | str = (),
+            settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Task:
+    """Validate a run and build its prompts and decoder, ready for an `Engine` (no forward yet).
+
+    Raises `InputError` for anything `check_request` refuses, an empty query, or a prompt that
+    does not fit the model's context with ``max_new_tokens``.
+    """
     prefs, settings, options = check_request(method, preferences, settings, options)
     uniforms = Uniforms(settings.seed)
     record = {"method": method, "options": {}, "model": lm.name, "query": query, "preferences": list(prefs.values()),
               "labels": list(prefs), **settings.to_dict(), "seed": uniforms.seed}
+    recorder = Recorder(lm, method, record, list(prefs), ignore_eos)
     start = {"direct": _start_direct, "fusion": _start_fusion}.get(method, _start_persona_judge)
-    steps = start(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos)
-    return Stream(steps, method, record)
+    prompts, decoder = start(lm, method, query, prefs, settings, options, uniforms, recorder)
+    return Task(method, prompts, decoder, recorder)
 
 
-def _start_direct(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos):
+def stream_task(lm: LoadedModel, task: Task) -> Stream:
+    """One task decoded alone (the batch-of-one case of the engine), as a `Stream` of its steps."""
+    return Stream(_alone(lm, task), task.method, task.recorder.settings)
+
+
+def _alone(lm: LoadedModel, task: Task):
+    engine = Engine(lm, rows=1)
+    ticket = engine.submit(task)
+    try:
+        for _, step in engine.stream():
+            if step is not None:
+                yield step
+    finally:  # closed early (Stop): the request is cancelled, its rows freed
+        engine.close()
+    if ticket.error is not None:
+        raise ticket.error
+    return ticket.result
+
+
+def stream_generate(lm: LoadedModel, method: str, query: str,
+                    preferences: Sequence[str] | Mapping[str, str] | str = (),
+                    settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Stream:
+    """Start a run; iterate the returned `Stream` for its Steps (see the module docstring)."""
+    return stream_task(lm, prepare(lm, method, query, preferences, settings, ignore_eos=ignore_eos, **options))
+
+
+def _start_direct(lm, method, query, prefs, settings, options, uniforms, recorder):
+    """Each `_start_*` builds a method's prompts (validated) and its decoder given its rows."""
+    record = recorder.settings
     texts = list(prefs.values())
     prompt = prompt_ids(lm.tokenizer, query, texts)
     _check_lengths(lm, [prompt], settings.max_new_tokens)
     record.update(instruction=combine_preferences(texts), prompt=prompt_text(lm.tokenizer, query, texts))
-    return direct_steps(lm, prompt, Recorder(lm, method, record, list(prefs), ignore_eos), settings, uniforms)
+    return [prompt], lambda rows: direct_steps(rows[0], recorder, settings, uniforms)
 
 
 def _persona_prompts(lm, query, prefs, record) -> dict[str, list[int]]:
@@ -157,28 +190,32 @@ def _persona_prompts(lm, query, prefs, record) -> dict[str, list[int]]:
     return {label: prompt_ids(lm.tokenizer, query, [text]) for label, text in prefs.items()}
 
 
-def _start_fusion(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos):
+def _start_fusion(lm, method, query, prefs, settings, options, uniforms, recorder):
+    record = recorder.settings
     prompts = _persona_prompts(lm, query, prefs, record)
     weights, alpha = options["weights"], options["alpha"]
     base = prompt_ids(lm.tokenizer, query, []) if alpha > 0 else None  # ℓ₀ only matters when α > 0
-    _check_lengths(lm, list(prompts.values()) + ([base] if base else []), settings.max_new_tokens)
+    rows = list(prompts.values()) + ([base] if base is not None else [])  # the last row is ℓ₀ when α > 0
+    _check_lengths(lm, rows, settings.max_new_tokens)
     record["options"] = {"weights": dict(zip(prefs, weights)), "alpha": alpha}
     if base is not None:
         record["prompts"]["none"] = prompt_text(lm.tokenizer, query, [])
-    recorder = Recorder(lm, method, record, list(prefs), ignore_eos)
-    return fusion_steps(lm, prompts, base, weights, alpha, recorder, settings, uniforms)
+    labels = list(prefs)
+    return rows, lambda rows: fusion_steps(rows, labels, weights, alpha, recorder, settings, uniforms)
 
 
-def _start_persona_judge(lm, method, query, prefs, settings, options, uniforms, record, ignore_eos):
-    prompts = _persona_prompts(lm, query, prefs, record)
+def _start_persona_judge(lm, method, query, prefs, settings, options, uniforms, recorder):
+    prompts = _persona_prompts(lm, query, prefs, recorder.settings)
     _check_lengths(lm, list(prompts.values()), settings.max_new_tokens)
-    recorder = Recorder(lm, method, record, list(prefs), ignore_eos)
     labels = list(prefs)
     if method == "official":  # roles swap once; rejections may resample from the draft's excess
-        schedule = swap_once(labels) if settings.alternate else fixed(labels)
-        return persona_judge_steps(lm, prompts, recorder, settings, uniforms, schedule, official_residual)
-    schedule = rotating(labels) if settings.alternate else fixed(labels)
-    return persona_judge_steps(lm, prompts, recorder, settings, uniforms, schedule)
+        schedule, residual = (swap_once(labels) if settings.alternate else fixed(labels)), official_residual
+    else:
+        schedule, residual = (rotating(labels) if settings.alternate else fixed(labels)), residual_distribution
+
+    def decoder(rows):
+        return persona_judge_steps(dict(zip(labels, rows)), recorder, settings, uniforms, schedule, residual)
+    return list(prompts.values()), decoder
 
 
 def generate(lm: LoadedModel, method: str, query: str, preferences: Sequence[str] | Mapping[str, str] | str = (),

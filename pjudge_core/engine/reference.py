@@ -51,7 +51,7 @@ def reference_persona_judge(lm, query: str, preferences, settings: DecodeSetting
         ps = warping.probs(_logits(lm.model, prompts[judge], text + drafts, len(drafts) + 1), contexts)
         all_accepted = True
         for i, draft in enumerate(drafts):
-            _, u, b = uniforms.at(len(text) + i)
+            _, u, b, _ = uniforms.at(len(text) + i)
             judged = greedy_judging(ps[i], qs[i], draft) if greedy else speculative_sampling(ps[i], qs[i], draft, u, b)
             out.append((judged.token_id, judged.decision, drafter))
             if judged.decision == "resampled" or judged.token_id in lm.eos_token_ids:

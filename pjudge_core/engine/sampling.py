@@ -4,7 +4,8 @@ Everything here works on probability vectors of one position; nothing knows abou
 The decoding loop composes these functions; tests drive them with hand-built vectors.
 
 Randomness: every random choice takes its uniform number as an argument. `Uniforms` hands out
-three numbers per output position (draft, acceptance test, resample/bonus) from a counter-based
+four numbers per output position (draft, acceptance test, resample/bonus, the official rule's
+coin) from a counter-based
 generator keyed by (seed, position). So the fast decoder and the slow reference decoder, which
 consume positions in different orders, make the same choices token for token, and a fixed seed
 reproduces a run exactly.
@@ -31,7 +32,7 @@ from transformers import (
 from .settings import DecodeSettings
 
 Decision = Literal["accepted", "resampled", "bonus", "sampled", "fused"]
-Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Residual = Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor]  # (p, q, coin) -> distribution
 # Below this mass the residual max(0, p - q) is rounding noise: sample from p instead.
 RESIDUAL_EPS = 1e-6
 
@@ -85,8 +86,9 @@ def sample_index(probs: torch.Tensor, uniform: float) -> int:
     return int(index.clamp(max=probs.shape[-1] - 1))
 
 
-def residual_distribution(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """norm(max(0, p - q)): where to resample after a rejection; p itself when that mass is ~0."""
+def residual_distribution(p: torch.Tensor, q: torch.Tensor, coin: float | None = None) -> torch.Tensor:
+    """norm(max(0, p - q)): where to resample after a rejection; p itself when that mass is ~0.
+    (`coin` is unused: only the official rule flips one.)"""
     residual = torch.clamp(p - q, min=0)
     total = residual.sum()
     if total <= RESIDUAL_EPS:
@@ -109,16 +111,19 @@ class JudgedToken:
     rejected_token_id: int | None = None
 
 
-def official_residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+def official_residual(p: torch.Tensor, q: torch.Tensor, coin: float | None) -> torch.Tensor:
     """The official code's resampling rule (Monncyann/Persona-judge), NOT Algorithm 1.
 
     ``trans_speculative_sampling`` resamples from norm(max(0, q - p)), the *draft's* excess,
     whenever sum(p - q) <= 0, and from norm(max(0, p - q)) otherwise. For two normalised
-    distributions that sum is zero up to rounding, so the branch is decided by rounding noise.
+    distributions that sum is zero up to rounding, so rounding noise decides: a fair coin. Here the
+    coin is the position's fourth uniform (``coin < 0.5``: the draft's excess) rather than the
+    sign of our own rounding, which changes with the hardware and with the shape of a batched
+    forward: so an official run is reproducible from its seed anywhere, alone or in a batch.
     Kept only to reproduce the published behaviour; a zero-mass residual falls back to p (the
     official code would divide by zero there).
     """
-    residual = torch.clamp(q - p if float((p - q).sum()) <= 0 else p - q, min=0)
+    residual = torch.clamp(q - p if coin < 0.5 else p - q, min=0)
     total = residual.sum()
     if total <= RESIDUAL_EPS:
         return p
@@ -126,7 +131,7 @@ def official_residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def speculative_sampling(p: torch.Tensor, q: torch.Tensor, draft: int, u: float, resample_uniform: float,
-                         residual: Residual = residual_distribution) -> JudgedToken:
+                         residual: Residual = residual_distribution, coin: float | None = None) -> JudgedToken:
     """Leviathan et al.'s accept/reject step for one drafted token (Persona-judge Algorithm 1).
 
     Accept `draft` when u <= p(draft)/q(draft); otherwise resample from norm(max(0, p - q))
@@ -134,16 +139,16 @@ def speculative_sampling(p: torch.Tensor, q: torch.Tensor, draft: int, u: float,
     """
     if p[draft] > 0 and u <= acceptance_ratio(float(p[draft]), float(q[draft])):
         return JudgedToken(draft, "accepted", u)
-    token = sample_index(residual(p, q), resample_uniform)
+    token = sample_index(residual(p, q, coin), resample_uniform)
     return JudgedToken(token, "resampled", u, rejected_token_id=draft)
 
 
 def greedy_judging(p: torch.Tensor, q: torch.Tensor, draft: int,
-                   residual: Residual = residual_distribution) -> JudgedToken:
+                   residual: Residual = residual_distribution, coin: float | None = None) -> JudgedToken:
     """Deterministic form: keep the draft iff p(t) >= q(t), else argmax of max(0, p - q)."""
     if p[draft] >= q[draft]:
         return JudgedToken(draft, "accepted")
-    return JudgedToken(int(torch.argmax(residual(p, q))), "resampled", rejected_token_id=draft)
+    return JudgedToken(int(torch.argmax(residual(p, q, coin))), "resampled", rejected_token_id=draft)
 
 
 def choose(probs: torch.Tensor, uniform: float, greedy: bool) -> int:
@@ -152,13 +157,13 @@ def choose(probs: torch.Tensor, uniform: float, greedy: bool) -> int:
 
 
 class Uniforms:
-    """Three U(0,1) numbers per output position, keyed by (seed, position)."""
+    """Four U(0,1) numbers per output position, keyed by (seed, position)."""
 
-    DRAFT, ACCEPT, RESAMPLE = 0, 1, 2
+    DRAFT, ACCEPT, RESAMPLE, COIN = 0, 1, 2, 3
 
     def __init__(self, seed: int | None = None):
         self.seed = secrets.randbits(31) if seed is None else int(seed)
 
     def at(self, position: int) -> np.ndarray:
         bit_generator = np.random.Philox(np.random.SeedSequence([self.seed, position]))
-        return np.random.Generator(bit_generator).random(3)
+        return np.random.Generator(bit_generator).random(4)

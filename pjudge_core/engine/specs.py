@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
-from .methods import LABELS, METHODS, OPTIONS, check_request, labelled, stream_generate
+from .engine import Task
+from .methods import LABELS, METHODS, OPTIONS, check_request, labelled, prepare, stream_task
 from .settings import DecodeSettings
 from .trace import Result, Stream
 
@@ -158,11 +159,17 @@ class RunSpec:
         """Everything `stream` would refuse, refused now, without a model."""
         check_request(self.method, self.preferences(preferences), self.settings(base), self.method_options())
 
+    def task(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
+             ignore_eos: bool = False, options: Mapping | None = None) -> Task:
+        """This spec's run made ready for an `Engine` (validated; no forward yet); `options` are
+        method options over the spec's own (fusion: weights, alpha)."""
+        base = base or DecodeSettings()
+        return prepare(lm, self.method, query, self.preferences(preferences), self.settings(base),
+                       ignore_eos=ignore_eos, **{**self.method_options(), **dict(options or {})})
+
     def stream(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
                ignore_eos: bool = False) -> Stream:
-        base = base or DecodeSettings()
-        return stream_generate(lm, self.method, query, self.preferences(preferences), self.settings(base),
-                               ignore_eos=ignore_eos, **self.method_options())
+        return stream_task(lm, self.task(lm, query, preferences, base, ignore_eos=ignore_eos))
 
     def run(self, lm, query: str, preferences, base: DecodeSettings | None = None) -> Result:
         return self.stream(lm, query, preferences, base).run()

@@ -79,10 +79,11 @@ def _rate(steps: list[Step]) -> float | None:
 
 
 def run_stats(steps: list[Step], *, seconds: float, forward_passes: int, prompt_tokens: list[int],
-              stopped_by: str, labels: list[str] = ()) -> dict:
+              stopped_by: str, labels: list[str] = (), compute_seconds: float | None = None) -> dict:
     stats = {
         "new_tokens": len(steps),
-        "seconds": seconds,
+        "seconds": seconds,  # from admission to the last token: what the user waited
+        "compute_seconds": compute_seconds,  # this run's share of the machine (see engine.Engine)
         "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
         "forward_passes": forward_passes,
         "prompt_tokens": prompt_tokens,
@@ -169,6 +170,12 @@ class Recorder:
         self.ignore_eos = ignore_eos
         self.detok = IncrementalDetokenizer(lm.tokenizer)
         self.steps: list[Step] = []
+        self.forward_passes = 0  # counted by the engine: the forwards this run took part in
+        self.compute_seconds = 0.0  # the engine's time spent on this run (its share of shared forwards)
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        """The run's clock starts when the engine admits it (not while it waits for a row)."""
         self.started = time.perf_counter()
 
     def step(self, p: torch.Tensor, q: torch.Tensor | None, judged: JudgedToken, **fields) -> Step:
@@ -198,13 +205,14 @@ class Recorder:
     def finished(self, output: list[int], max_new_tokens: int) -> bool:
         return len(output) >= max_new_tokens or bool(output and self.is_eos(output[-1]))
 
-    def result(self, forward_passes: int, prompts: list[list[int]]) -> Result:
+    def result(self, prompts: list[list[int]]) -> Result:
         ids = [s.token_id for s in self.steps]
         last = ids[-1] if ids else None
         stats = run_stats(
             self.steps,
             seconds=time.perf_counter() - self.started,
-            forward_passes=forward_passes,
+            forward_passes=self.forward_passes,
+            compute_seconds=self.compute_seconds,
             prompt_tokens=[len(p) for p in prompts],
             stopped_by="eos" if last is not None and self.is_eos(last) else "max_new_tokens",
             labels=self.labels,

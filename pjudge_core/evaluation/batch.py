@@ -1,8 +1,14 @@
 """Batch generation: many prompts x several run specs into one JSONL file, resumable.
 
 `run_batch` writes one JSON line per (prompt id, run spec): ``id, index, prompt, spec,
-spec_label, method, text, settings, stats, run`` (and ``steps`` with ``trace=True``). Every record
-is written whole, flushed and fsync'ed, so a killed run loses at most the record in flight. With
+spec_label, method, text, settings, stats, run`` (and ``steps`` with ``trace=True``). `rows`
+records decode together in the batched engine (`engine.Engine`), each written as soon as it
+finishes, so the lines come in the order records finish; the records themselves (token ids,
+decisions) are the same for any `rows`. A record is made ready (validated, tokenised) only when a
+row is about to free up, so memory stays bounded by `rows` whatever the number of prompts; one
+that fails validation (e.g. a prompt too long for the context) is reported and skipped, the
+others go on. Every record is written whole, flushed and fsync'ed, so a killed run loses at most
+the records in flight. With
 ``resume=True`` the records already in the output are skipped (keyed by (id, spec)); a truncated
 last line (the record that was being written when the run died) is cut off first, and a file
 written with other preferences, model or settings is refused. The per-record seed is derived from
@@ -23,7 +29,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..engine.engine import DEFAULT_ROWS, Engine
 from ..engine.methods import labelled
+from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
 from ..errors import InputError
@@ -52,9 +60,12 @@ def run_batch(
     overwrite: bool = False,
     trace: bool = False,
     progress: bool | Callable = True,
+    rows: int = DEFAULT_ROWS,
 ) -> dict:
-    """Generate every (prompt, spec) not yet in `out_path`; returns a summary dict."""
+    """Generate every (prompt, spec) not yet in `out_path`, `rows` records at a time; returns a
+    summary dict (``failed`` lists the records refused, with their reason)."""
     settings = settings or DecodeSettings(seed=0)
+    rows = check_rows(rows)
     specs = parse_specs(specs)
     prefs = labelled(preferences)
     for spec in specs:
@@ -87,26 +98,57 @@ def run_batch(
     if progress is True:
         bar = tqdm(total=len(todo), file=sys.stderr, unit="record", dynamic_ncols=True)
     started = time.perf_counter()
-    written = 0
+    written, failed = 0, []
+    engine = Engine(lm, rows)
+    queued = iter(todo)
+    owners: dict[int, tuple] = {}  # id(ticket) -> (index, item, spec)
+
+    def top_up() -> None:
+        """Keep one wave waiting behind the running rows; records are made ready only then."""
+        while len(owners) < 2 * engine.rows:
+            index, item, spec = next(queued, (None, None, None))
+            if spec is None:
+                return
+            try:
+                task = spec.task(lm, item["prompt"], prefs, settings.replace(seed=record_seed(settings.seed, index)))
+            except InputError as exc:
+                failed.append({"id": item["id"], "spec": spec.key, "error": str(exc)})
+                continue
+            owners[id(engine.submit(task))] = (index, item, spec)
+
     try:
+        top_up()
         with open(out_path, "a", encoding="utf-8") as fh:
-            for k, (index, item, spec) in enumerate(todo):
-                result = spec.run(lm, item["prompt"], prefs, settings.replace(seed=record_seed(settings.seed, index)))
-                record = {"id": item["id"], "index": index, "prompt": item["prompt"], "spec": spec.key,
-                          "spec_label": spec.label, "method": spec.method, "text": result.text,
-                          "settings": result.settings, "stats": result.stats, "run": run}
-                if trace:
-                    record["steps"] = [s.to_dict() for s in result.steps]
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-                written += 1
-                if bar is not None:
-                    bar.update(1)
-                elif callable(progress):
-                    progress(k + 1, len(todo))
+            while engine.busy:
+                for ticket, step in engine.step():
+                    if step is not None:
+                        continue
+                    index, item, spec = owners.pop(id(ticket))
+                    if ticket.error is not None:
+                        failed.append({"id": item["id"], "spec": spec.key, "error": str(ticket.error)})
+                        continue
+                    fh.write(json.dumps(_record(index, item, spec, ticket.result, run, trace), ensure_ascii=False)
+                             + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    written += 1
+                    if bar is not None:
+                        bar.update(1)
+                    elif callable(progress):
+                        progress(written + len(failed), len(todo))
+                top_up()
     finally:
+        engine.close()
         if bar is not None:
             bar.close()
-    return {"out": str(out_path), "written": written, "skipped": len(done),
-            "total": len(prompts) * len(specs), "seconds": time.perf_counter() - started}
+    return {"out": str(out_path), "written": written, "skipped": len(done), "failed": failed,
+            "total": len(prompts) * len(specs), "rows": engine.rows, "seconds": time.perf_counter() - started}
+
+
+def _record(index: int, item: dict, spec: RunSpec, result, run: dict, trace: bool) -> dict:
+    record = {"id": item["id"], "index": index, "prompt": item["prompt"], "spec": spec.key,
+              "spec_label": spec.label, "method": spec.method, "text": result.text,
+              "settings": result.settings, "stats": result.stats, "run": run}
+    if trace:
+        record["steps"] = [s.to_dict() for s in result.steps]
+    return record

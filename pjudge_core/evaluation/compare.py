@@ -26,7 +26,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from ..engine.engine import DEFAULT_ROWS, Engine
 from ..engine.methods import labelled
+from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
 from ..errors import InputError
@@ -55,52 +57,82 @@ def _plan(lm, query, preferences, specs, samples, settings) -> tuple[dict, list[
 def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str],
                    specs: str | Sequence[str | RunSpec] = DEFAULT_SPECS, samples: int = 3,
                    settings: DecodeSettings | None = None, *, baseline: str = BASELINE,
-                   every_token: bool = False) -> Iterator[dict]:
+                   every_token: bool = False, rows: int = DEFAULT_ROWS) -> Iterator[dict]:
     """A generator of ``{"done", "total", "sample", "result"}``, one per answer (module docstring).
 
-    With ``every_token=True`` it also yields ``{"done", "total", "tokens", "sample": None,
-    "result": None}`` after each token of the answer in flight, so a caller can show finer
-    progress and closing the generator stops within a token instead of after the answer.
+    The answers decode together, `rows` at a time (`engine.Engine`), and are reported as they
+    finish. With ``every_token=True`` it also yields ``{"done", "total", "tokens", "partial",
+    "sample": None, "result": None}`` after each step of the engine (a token of every answer in
+    flight): ``tokens`` decided so far by the answers in flight, ``partial`` the fraction of their
+    budgets that makes, so a caller can show fine progress ((done + partial) / total), and closing
+    the generator stops within a token instead of after an answer.
     """
     prefs, specs, settings, base_seed = _plan(lm, query, preferences, specs, samples, settings)
+    rows = check_rows(rows)
     eos = lm.eos_token_ids
     head = {"query": query, "model": lm.name, "preferences": prefs, "specs": {s.key: s.label for s in specs},
             "samples": samples, "seed": base_seed, "settings": settings.to_dict(), "note": NOTE}
+    jobs = [(k, spec, settings.replace(seed=record_seed(base_seed, k))) for k in range(samples) for spec in specs]
+    tasks = [spec.task(lm, query, prefs, s) for _, spec, s in jobs]  # every answer validated before any forward
+
+    order = {spec.key: i for i, spec in enumerate(specs)}
 
     def run() -> Iterator[dict]:
         answers: list[dict] = []
-        total = samples * len(specs)
-        for k in range(samples):
-            seed = record_seed(base_seed, k)
-            for spec in specs:
-                stream = spec.stream(lm, query, prefs, settings.replace(seed=seed))
-                try:
-                    for n, _ in enumerate(stream, 1):
-                        if every_token:
-                            yield {"done": len(answers), "total": total, "tokens": n, "sample": None, "result": None}
-                finally:  # closed mid-answer: the decoder stops where it is
-                    stream.close()
-                result = stream.result
-                ids = list(result.token_ids)
-                while ids and ids[-1] in eos:
-                    ids.pop()
-                sample = {"spec": spec.key, "label": spec.label, "sample": k, "seed": seed, "text": result.text,
-                          "new_tokens": result.stats["new_tokens"], "stopped_by": result.stats["stopped_by"],
-                          "mean": None, "fit": None, "skipped": None}
-                if ids:
-                    fit = answer_fits(lm, [(query, ids)], prefs, skip_long=True)[0]
-                    if fit is None:
-                        sample["skipped"] = "longer than the context"
+        total = len(jobs)
+        engine = Engine(lm, rows)
+        owners = {id(engine.submit(task)): job for task, job in zip(tasks, jobs)}
+        in_flight: dict[int, int] = {}  # id(ticket) -> tokens decided so far
+        budget = settings.max_new_tokens
+        try:
+            while engine.busy:
+                ended = []
+                for ticket, step in engine.step():
+                    if step is None:
+                        ended.append(ticket)
+                        in_flight.pop(id(ticket), None)
                     else:
-                        sample.update(mean=fit.mean, fit=fit.to_dict())
-                else:
-                    sample["skipped"] = "empty answer"
-                answers.append(sample)
-                summary = summarize_fits([{"key": a["sample"], **a} for a in answers], list(prefs), baseline=baseline)
-                yield {"done": len(answers), "total": total, "sample": sample,
-                       "result": {**head, **summary, "done": len(answers), "total": total, "answers": list(answers)}}
+                        in_flight[id(ticket)] = in_flight.get(id(ticket), 0) + 1
+                for ticket in ended:
+                    if ticket.error is not None:
+                        raise ticket.error
+                    k, spec, seed_settings = owners[id(ticket)]
+                    sample = _scored(lm, query, prefs, k, spec, seed_settings.seed, ticket.result, eos)
+                    answers.append(sample)
+                    answers.sort(key=lambda a: (a["sample"], order[a["spec"]]))  # as if decoded one by one
+                    summary = summarize_fits([{"key": a["sample"], **a} for a in answers], list(prefs),
+                                             baseline=baseline)
+                    yield {"done": len(answers), "total": total, "sample": sample,
+                           "result": {**head, **summary, "done": len(answers), "total": total,
+                                      "answers": list(answers)}}
+                if every_token and in_flight:
+                    tokens = sum(in_flight.values())
+                    yield {"done": len(answers), "total": total, "tokens": tokens,
+                           "partial": sum(min(1.0, n / budget) for n in in_flight.values()), "sample": None,
+                           "result": None}
+        finally:  # closed mid-answer: every decoder stops where it is
+            engine.close()
 
     return run()
+
+
+def _scored(lm, query, prefs, k: int, spec: RunSpec, seed: int, result, eos) -> dict:
+    """One finished answer with its fit under every persona (on the emitted tokens, without a final EOS)."""
+    ids = list(result.token_ids)
+    while ids and ids[-1] in eos:
+        ids.pop()
+    sample = {"spec": spec.key, "label": spec.label, "sample": k, "seed": seed, "text": result.text,
+              "new_tokens": result.stats["new_tokens"], "stopped_by": result.stats["stopped_by"],
+              "mean": None, "fit": None, "skipped": None}
+    if ids:
+        fit = answer_fits(lm, [(query, ids)], prefs, skip_long=True)[0]
+        if fit is None:
+            sample["skipped"] = "longer than the context"
+        else:
+            sample.update(mean=fit.mean, fit=fit.to_dict())
+    else:
+        sample["skipped"] = "empty answer"
+    return sample
 
 
 def compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str],

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from ..engine.caches import PLAIN_HEAD_MODELS
+from ..engine.kv import PLAIN_HEAD_MODELS
+from ..engine.scheduler import cut_batches
 from ..errors import InputError
 
 Item = tuple[Sequence[int], Sequence[int]]
@@ -161,18 +162,8 @@ class _Runner:
     def _chunks(self, level):
         """Length-sorted batches of at most `batch_size` nodes, cut where padding would cost more than a forward."""
         level = sorted(level, key=lambda s: (len(s[0].tokens), s[0].tokens))  # order-independent
-        lengths = [len(node.tokens) for node, _, _ in level]
-        best, cut = [0] + [float("inf")] * len(level), [0] * (len(level) + 1)
-        for j in range(1, len(level) + 1):
-            for i in range(max(0, j - self.batch_size), j):
-                cost = best[i] + (j - i) * lengths[j - 1] + FORWARD_OVERHEAD
-                if cost < best[j]:
-                    best[j], cut[j] = cost, i
-        chunks, j = [], len(level)
-        while j:
-            chunks.append(level[cut[j]:j])
-            j = cut[j]
-        return chunks[::-1]
+        batches = cut_batches([len(node.tokens) for node, _, _ in level], FORWARD_OVERHEAD, self.batch_size)
+        return [level[a:b] for a, b in batches]
 
     def _gather(self, chunk, states):
         """A new cache (and mask) holding each node's parent row, from whichever batches the parents ran in."""

@@ -1,7 +1,9 @@
 """A comparison report of a batch run: one Markdown table and one plotly HTML figure.
 
-Per run spec: responses, mean length (words and new tokens), tokens/s (all tokens over all
-seconds), Persona-judge's acceptance rate (mean over responses), share stopped by end-of-sequence;
+Per run spec: responses, mean length (words and new tokens), tokens/s (all tokens over the
+machine time the records used: `compute_seconds`, each record's share of the forwards it shared with
+others, so the figure holds for records decoded together; older records without it fall back to
+their seconds), Persona-judge's acceptance rate (mean over responses), share stopped by end-of-sequence;
 plus any score files written by ``eval rm --out`` / ``eval judge --out`` / ``eval align-acc --out``
 / ``eval fit --out``. Persona-fit files add their own section and scatter (`fit_report`).
 """
@@ -28,7 +30,7 @@ def summarize(records: list[dict]) -> dict:
         recs = [r for r in records if spec_key(r) == spec]
         stats = [r.get("stats") or {} for r in recs]
         tokens = sum(s.get("new_tokens") or 0 for s in stats)
-        seconds = sum(s.get("seconds") or 0.0 for s in stats)
+        seconds = sum(s.get("compute_seconds") or s.get("seconds") or 0.0 for s in stats)
         rates = [s["acceptance_rate"] for s in stats if s.get("acceptance_rate") is not None]
         n = len(recs)
         out[spec] = {

@@ -71,12 +71,11 @@ class InsightHandlers:
         try:
             for update in updates:
                 if update["result"] is None:
-                    # A token of the answer in flight. Yielding (nothing) after every token is what lets
+                    # A token of every answer in flight. Yielding (nothing) after every step is what lets
                     # Stop end the run at once: Gradio stops asking for the next one.
                     if time.perf_counter() - shown >= UPDATE_EVERY_S:
                         shown = time.perf_counter()
-                        answer = min(1.0, update["tokens"] / form.settings.max_new_tokens)
-                        progress((update["done"] + answer) / total, desc="Sampling and scoring answers")
+                        progress((update["done"] + update["partial"]) / total, desc="Sampling and scoring answers")
                     yield skip, skip, skip, skip, skip
                     continue
                 result = update["result"]

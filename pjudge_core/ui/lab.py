@@ -1,11 +1,11 @@
-"""The live lab: several run specs decoding side by side, their steps interleaved in one loop.
+"""The live lab: several run specs decoding side by side, all of them rows of one batched engine.
 
 The page has a fixed set of panels (`SLOTS`), one per run spec it can compare; the visitor ticks
 which to run. `method_choices(n)` says what can be ticked with n personas, `slot_spec` turns a
-ticked slot into a `RunSpec`, and `LabRun` runs them all at once: every step goes to the panel
-that has the fewest tokens so far, so all panels grow together and each shows its first token
-after one step of its own. Nothing here knows about Gradio; the app's handler renders the
-panels a few times per second while iterating a `LabRun`.
+ticked slot into a `RunSpec`, and `LabRun` decodes them all together (`engine.Engine`: every
+step advances every panel, their feeds sharing forwards), yielding the slot of each token as it is
+decided; a panel's tokens are the tokens its spec decodes alone. Nothing here knows about Gradio;
+the app's handler renders the panels a few times per second while iterating a `LabRun`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from ..engine.engine import Engine, Ticket
 from ..engine.methods import LABELS
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec
-from ..engine.trace import Result, Step, Stream
+from ..engine.trace import Result, Step
 from ..errors import InputError
 
 # slot -> (the run spec it shows, the panel's elem_id suffix)
@@ -77,7 +78,7 @@ def parse_weights(text: str | None, n_personas: int) -> tuple[float, ...] | None
 class Panel:
     slot: str
     spec: RunSpec
-    stream: Stream
+    ticket: Ticket
     steps: list[Step] = field(default_factory=list)
     result: Result | None = None
     first_token_s: float | None = None
@@ -92,40 +93,37 @@ class LabRun:
     """Every ticked spec on the same query, preferences, settings and seed, decoded together.
 
     Iterating yields the slot that just received a step (or finished). `close()` stops every
-    stream (a Stop click); the panels keep what they had.
+    panel (a Stop click); the panels keep what they had.
     """
 
     def __init__(self, lm, query: str, preferences: Mapping[str, str], specs: Mapping[str, RunSpec],
                  settings: DecodeSettings):
         if not specs:
             raise InputError("Tick at least one method to compare.")
+        # Every spec is validated (and its prompts built) before anything decodes.
+        tasks = {slot: spec.task(lm, query, preferences, settings) for slot, spec in specs.items()}
         self.started = time.perf_counter()
-        self.panels: dict[str, Panel] = {}
-        try:  # every spec is validated (and its prompt built) before anything decodes
-            for slot, spec in specs.items():
-                self.panels[slot] = Panel(slot, spec, spec.stream(lm, query, preferences, settings))
-        except Exception:
-            self.close()
-            raise
+        self.engine = Engine(lm, rows=len(tasks))
+        self.panels = {slot: Panel(slot, specs[slot], self.engine.submit(task)) for slot, task in tasks.items()}
+        self._slot = {id(p.ticket): slot for slot, p in self.panels.items()}
 
     def __iter__(self) -> Iterator[str]:
-        while True:
-            running = [p for p in self.panels.values() if not p.done]
-            if not running:
-                return
-            panel = min(running, key=lambda p: len(p.steps))
-            try:
-                panel.steps.append(next(panel.stream))
+        for ticket, step in self.engine.stream():
+            panel = self.panels[self._slot[id(ticket)]]
+            if step is None:
+                if ticket.error is not None:
+                    raise ticket.error
+                panel.result = ticket.result
+                panel.stopped = panel.result is None
+            else:
+                panel.steps.append(step)
                 if panel.first_token_s is None:
                     panel.first_token_s = time.perf_counter() - self.started
-            except StopIteration:
-                panel.result = panel.stream.result
-                panel.stopped = panel.result is None
             yield panel.slot
 
     def close(self) -> None:
+        self.engine.close()
         for panel in self.panels.values():
-            panel.stream.close()
             panel.stopped = panel.result is None
 
     @property

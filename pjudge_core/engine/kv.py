@@ -1,0 +1,236 @@
+"""The KV cache of every sequence the engine decodes, as the rows of one pool, and the forward over them.
+
+A *row* is one prompt and the tokens after it (a persona's prompt in Persona-judge, the prompt of
+direct prompting, one prompt of fusion). Its keys and values live in a slot of `KVPool`: per layer
+one key and one value buffer shaped (slots, kv_heads, capacity, head_dim), and one length per slot.
+
+`forward(model, pool, feeds)` runs one forward over any set of rows. Each row feeds the tokens it
+has not cached yet (a prompt, a drafted block, one token) and asks for the logits of its last
+`keep` positions. Feeds are aligned on the right and padded on the left; a row's real tokens are
+written at that row's own length and get that row's own positions, so nothing in a row ever sees
+another row, a padding token or a hole. Padding columns are written past the row's end, where the
+next real tokens overwrite them. Rolling a row back after a rejection is lowering its length
+(vLLM's pointer move): the rejected keys stay in the buffer until they are overwritten. So a row
+decoded among others sees exactly what it sees alone; only float rounding depends on the batch.
+
+Why one pool and not a `DynamicCache` per row: a batched forward needs the rows' keys side by
+side. When the rows of a forward occupy consecutive slots, attention reads a view of the buffers;
+otherwise their slots are gathered (a copy of the keys those rows attend over, cheap next to the
+forward). Buffers grow by doubling, in slots and in length.
+
+The model's attention must accept a 4-D mask (transformers' "sdpa" and "eager" do); the mask is
+boolean for sdpa and additive for eager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import Cache
+
+from ..errors import InputError
+
+# Architectures whose causal-LM head is exactly `lm_head(hidden)`: no soft-capping, no logit scale.
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
+MASKED_ATTENTION = ("sdpa", "eager")
+
+
+def uses_split_projection(model) -> bool:
+    """Project hidden states to logits ourselves on CPU float32 for plain-head architectures.
+
+    Why: on CPU, MKL's matrix-vector path for ``hidden @ W.T`` with W the (vocab x hidden) head is
+    ~2.5x slower than the matrix-matrix path of ``W @ hidden.T`` with two columns (SmolLM2: 11 ms vs
+    4.5 ms per token, most of a one-row forward's overhead), and only the positions some row needs
+    reach the head. GPUs and other architectures use the model's own forward.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return (
+        model.device.type == "cpu"
+        and getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS
+        and isinstance(head, torch.nn.Linear) and head.bias is None
+        and head.weight.dtype == torch.float32
+    )
+
+
+def project_to_vocabulary(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits (positions, vocab) = hidden @ W.T, computed as (W @ hidden.T).T with >= 2 columns."""
+    weight = model.get_output_embeddings().weight
+    rows = hidden.shape[0]
+    if rows == 1:
+        hidden = torch.cat([hidden, hidden])  # two columns select MKL's fast matrix-matrix kernel
+    return (weight @ hidden.T).T[:rows]
+
+
+class KVPool(Cache):
+    """Keys and values of every row, one slot per row (see the module docstring).
+
+    A transformers `Cache`: the model calls `update` once per layer during a forward that
+    `forward` has prepared with `_plan`. Slots are handed out by `allocate` and given back by
+    `release`; `lengths[slot]` is how many tokens of that row are cached.
+    """
+
+    def __init__(self, model, slots: int = 4, capacity: int = 256):
+        super().__init__(layers=[])
+        self.model = model
+        self.slots = slots
+        self.capacity = capacity
+        self.keys: list[torch.Tensor] = []  # per layer (slots, kv_heads, capacity, head_dim), made at first use
+        self.values: list[torch.Tensor] = []
+        self.lengths = [0] * slots
+        self.free = list(range(slots))
+        self._plan = None  # (slot index tensor, write positions (rows, width), attended length, first slot or None)
+        self.split_projection = uses_split_projection(model)
+
+    # ------------------------------------------------------------------ slots
+    def allocate(self) -> int:
+        if not self.free:
+            self._grow(slots=2 * self.slots)
+        slot = min(self.free)  # low slots first: the rows of a forward tend to be consecutive
+        self.free.remove(slot)
+        self.lengths[slot] = 0
+        return slot
+
+    def release(self, slot: int) -> None:
+        self.lengths[slot] = 0
+        self.free.append(slot)
+
+    @property
+    def used(self) -> int:
+        return self.slots - len(self.free)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+    def _grow(self, slots: int | None = None, capacity: int | None = None) -> None:
+        """Bigger buffers (the old contents copied in): more slots, or a longer capacity."""
+        slots, capacity = max(slots or 0, self.slots), max(capacity or 0, self.capacity)
+        for buffers in (self.keys, self.values):
+            for i, old in enumerate(buffers):
+                new = old.new_zeros((slots, old.shape[1], capacity, old.shape[3]))
+                new[:old.shape[0], :, :old.shape[2]] = old
+                buffers[i] = new
+        self.free += list(range(self.slots, slots))
+        self.lengths += [0] * (slots - self.slots)
+        self.slots, self.capacity = slots, capacity
+
+    # ------------------------------------------------------------------ what the model calls
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        slots, positions, length, first = self._plan
+        if layer_idx == len(self.keys):  # first forward: the buffers take the model's kv shape and dtype
+            shape = (self.slots, key_states.shape[1], self.capacity, key_states.shape[3])
+            self.keys.append(key_states.new_zeros(shape))
+            self.values.append(value_states.new_zeros(shape))
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        heads = torch.arange(keys.shape[1], device=keys.device)[None, :, None]
+        index = (slots[:, None, None], heads, positions[:, None, :])
+        keys[index] = key_states
+        values[index] = value_states
+        if first is not None:  # consecutive slots: attend over a view, no copy
+            rows = slice(first, first + len(slots))
+            return keys[rows, :, :length], values[rows, :, :length]
+        return keys[slots, :, :length], values[slots, :, :length]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0  # positions are always passed explicitly
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        raise NotImplementedError("KVPool forwards always pass a prepared 4-D mask")
+
+
+class Row:
+    """One prompt and the tokens after it, in a slot of the pool: what a decoder asks logits of.
+
+    `feed(output, keep)` is the part of a forward this row needs next: the tokens of
+    ``prompt + output`` not cached yet, and the logits of the last `keep` of them. `crop(n)` forgets
+    every output token from index n on (after a rejection).
+    """
+
+    def __init__(self, pool: KVPool, slot: int, prompt: Sequence[int]):
+        self.pool, self.slot, self.prompt = pool, slot, list(prompt)
+
+    @property
+    def cached(self) -> int:
+        return self.pool.lengths[self.slot]
+
+    def feed(self, output: Sequence[int], keep: int = 1) -> "Feed":
+        new = (self.prompt + list(output))[self.cached:]
+        if len(new) < keep:
+            raise ValueError("asked for logits of positions that are already cached")
+        return Feed(self.slot, new, keep)
+
+    def crop(self, output_length: int) -> None:
+        self.pool.lengths[self.slot] = min(self.cached, len(self.prompt) + output_length)
+
+
+@dataclass
+class Feed:
+    """One row's part of a forward: the slot, the tokens to feed, the logits wanted (last `keep`)."""
+
+    slot: int
+    tokens: Sequence[int]
+    keep: int = 1
+
+
+def forward(model, pool: KVPool, feeds: Sequence[Feed]) -> list[torch.Tensor]:
+    """One forward over the rows of `feeds`; returns each row's logits (keep, vocab) and advances
+    the rows' cached lengths by what they fed."""
+    device = model.device
+    width = max(len(f.tokens) for f in feeds)
+    starts = [pool.lengths[f.slot] for f in feeds]
+    ends = [s + len(f.tokens) for s, f in zip(starts, feeds)]
+    if max(ends) + width > pool.capacity:  # padding is written past a row's end: room for it too
+        pool._grow(capacity=max(2 * pool.capacity, max(ends) + width))
+    for f in feeds:
+        if not 1 <= f.keep <= len(f.tokens):
+            raise ValueError("asked for logits of positions that are already cached")
+    pads = [width - len(f.tokens) for f in feeds]
+    ids = [[0] * pad + list(f.tokens) for pad, f in zip(pads, feeds)]
+    positions = [[0] * pad + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
+    # Real tokens are written at the row's length; padding columns past the row's end (overwritten later).
+    writes = [list(range(end, end + pad)) + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
+    ids_t = torch.tensor(ids, dtype=torch.long, device=device)
+    positions_t = torch.tensor(positions, dtype=torch.long, device=device)
+    real = torch.arange(width, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
+    slots = [f.slot for f in feeds]
+    first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
+    length = max(ends)
+    pool._plan = (torch.tensor(slots, dtype=torch.long, device=device),
+                  torch.tensor(writes, dtype=torch.long, device=device), length, first)
+    mask = attention_mask(positions_t, real, length, model)
+    keep = max(f.keep for f in feeds)
+    kwargs = dict(input_ids=ids_t, attention_mask=mask, position_ids=positions_t, past_key_values=pool,
+                  use_cache=True)
+    try:
+        with torch.no_grad():
+            if pool.split_projection:
+                hidden = model.get_decoder()(**kwargs).last_hidden_state
+                wanted = torch.cat([hidden[i, width - f.keep:] for i, f in enumerate(feeds)])
+                flat = project_to_vocabulary(model, wanted)
+            else:
+                logits = model(**kwargs, logits_to_keep=keep).logits
+                flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)])
+    finally:
+        pool._plan = None
+    for f, end in zip(feeds, ends):
+        pool.lengths[f.slot] = end
+    return list(torch.split(flat, [f.keep for f in feeds]))
+
+
+def attention_mask(positions: torch.Tensor, real: torch.Tensor, length: int, model) -> torch.Tensor:
+    """(rows, 1, width, length): a real token at position t sees its row's keys 0..t; a padding
+    column sees key 0 only (its output is never read, but a row of -inf would give NaN)."""
+    keys = torch.arange(length, device=positions.device)
+    visible = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
+    visible[:, :, 0] |= ~real
+    implementation = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
+    if implementation not in MASKED_ATTENTION:
+        raise InputError(f"This model uses {implementation} attention; the engine needs sdpa or eager attention "
+                         "(load it with attn_implementation='sdpa').")
+    visible = visible[:, None]
+    if implementation == "eager":
+        dtype = model.dtype if model.dtype.is_floating_point else torch.float32
+        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
+            ~visible, torch.finfo(dtype).min)
+    return visible

@@ -1,0 +1,234 @@
+"""The batched engine on a tiny random model: many requests of every method in one batch decode
+exactly as they do alone; the KV pool gives each row only its own tokens; requests join, leave,
+fail and are cancelled without disturbing the others, from other threads too."""
+
+import random
+import threading
+
+import pytest
+import torch
+from conftest import make_tiny_lm
+
+from pjudge_core import DecodeSettings, InputError
+from pjudge_core.engine.engine import MAX_ROWS, Engine
+from pjudge_core.engine.kv import Feed, KVPool, forward
+from pjudge_core.engine.methods import stream_task
+from pjudge_core.engine.requests import Request, check_rows, generate_many, stream_many
+from pjudge_core.engine.scheduler import cut_batches, plan_forwards
+
+QUERIES = ["Describe a sunset", "Be concise and tell me a story about the sea in vivid detail, please.", "Hi",
+           "Explain like I am in elementary school why the sea is blue and the sunset is red."]
+PREFS = ["Be concise.", "Be imaginative.", "Be funny.", "Be formal."]
+SPECS = ["persona-judge", "persona-judge-base", "official", "official-base", "direct", "direct[A]", "direct[]",
+         "fusion", "fusion(alpha=0.5)", "persona-judge(lam=2)", "persona-judge(lam=5)", "persona-judge[A,C]"]
+TWO_ONLY = {"persona-judge-base", "official", "official-base"}
+
+
+def mixed_requests(count: int, seed: int = 0) -> list[Request]:
+    """Every method, 2-4 personas, different prompts, budgets, seeds, λ, repetition settings."""
+    rnd = random.Random(seed)
+    requests = []
+    for i in range(count):
+        spec = SPECS[i % len(SPECS)]
+        n = 2 if spec in TWO_ONLY else rnd.choice([2, 3, 4] if "[A,C]" not in spec else [3, 4])
+        options = {"weights": [rnd.choice([1, 2, 3]) for _ in range(n)]} if spec.startswith("fusion") else {}
+        settings = DecodeSettings(seed=rnd.randrange(10**6), max_new_tokens=rnd.choice([1, 6, 17, 40]),
+                                  lam=rnd.choice([1, 3, 4]), greedy=rnd.random() < 0.15,
+                                  repetition_penalty=rnd.choice([1.0, 1.0, 1.3]),
+                                  no_repeat_ngram_size=rnd.choice([0, 0, 3]))
+        requests.append(Request(spec, rnd.choice(QUERIES), PREFS[:n], settings, options))
+    return requests
+
+
+def alone(lm, request):
+    return stream_task(lm, request.task(lm)).run()
+
+
+def trace(result):
+    return [(s.token_id, s.decision, s.drafter, s.judge, s.block) for s in result.steps]
+
+
+def assert_same_run(batched, single):
+    assert trace(batched) == trace(single)
+    for a, b in zip(batched.steps, single.steps):
+        assert a.p == pytest.approx(b.p, abs=1e-4)
+        assert (a.q is None) == (b.q is None) and (a.q is None or a.q == pytest.approx(b.q, abs=1e-4))
+    assert batched.text == single.text and batched.stats["stopped_by"] == single.stats["stopped_by"]
+
+
+# --------------------------------------------------------------------------- exactness
+
+def test_100_mixed_requests_decoded_together_equal_their_lone_runs_token_for_token(tiny_lm):
+    requests = mixed_requests(100)
+    batched = generate_many(tiny_lm, requests, rows=24)
+    for request, result in zip(requests, batched):
+        assert_same_run(result, alone(tiny_lm, request))
+
+
+def test_any_number_of_rows_gives_the_same_runs(tiny_lm):
+    requests = mixed_requests(20, seed=1)
+    reference = [trace(r) for r in generate_many(tiny_lm, requests, rows=1)]
+    for rows in (2, 7, MAX_ROWS):
+        assert [trace(r) for r in generate_many(tiny_lm, requests, rows=rows)] == reference
+
+
+def test_a_request_counts_the_forwards_it_took_part_in_alone_or_in_a_batch(tiny_lm):
+    requests = [Request("direct", QUERIES[0], PREFS[:2], DecodeSettings(seed=1, max_new_tokens=12)),
+                Request("persona-judge", QUERIES[1], PREFS[:3], DecodeSettings(seed=2, max_new_tokens=30))]
+    together = generate_many(tiny_lm, requests, rows=2)
+    for request, result in zip(requests, together):
+        assert result.stats["forward_passes"] == alone(tiny_lm, request).stats["forward_passes"]
+    assert together[0].stats["forward_passes"] == 12  # direct prompting: one forward per token
+    assert together[0].stats["seconds"] > 0
+
+
+def test_streaming_many_yields_each_requests_steps_in_order(tiny_lm):
+    requests = mixed_requests(12, seed=2)
+    batch = stream_many(tiny_lm, requests, rows=5)
+    seen = {id(r): [] for r in requests}
+    for request, step in batch:
+        seen[id(request)].append(step.token_id)
+    for request, result in zip(requests, batch.results):
+        assert seen[id(request)] == result.token_ids
+
+
+# --------------------------------------------------------------------------- the KV pool
+
+def full_logits(lm, ids):
+    with torch.no_grad():
+        return lm.model(input_ids=torch.tensor([ids])).logits[0]
+
+
+def test_pooled_rows_of_different_lengths_see_only_their_own_tokens(tiny_lm):
+    pool = KVPool(tiny_lm.model, slots=1, capacity=4)  # tiny on purpose: slots and length must grow
+    rnd = random.Random(0)
+    seqs = [[rnd.randrange(3, 290) for _ in range(n)] for n in (5, 23, 11, 40)]
+    slots = [pool.allocate() for _ in seqs]
+    fed = [0] * len(seqs)
+    for chunk in (3, 1, 7, 2, 30):  # ragged feeds, several rows per forward, some rows idle
+        feeds, owners = [], []
+        for i, seq in enumerate(seqs):
+            if fed[i] < len(seq) and (i + chunk) % 3:
+                take = seq[fed[i]:fed[i] + chunk]
+                feeds.append(Feed(slots[i], take, keep=len(take)))
+                owners.append(i)
+        for i, logits in zip(owners, forward(tiny_lm.model, pool, feeds)):
+            end = fed[i] + len(logits)
+            assert torch.allclose(logits, full_logits(tiny_lm, seqs[i][:end])[fed[i]:end], atol=1e-5)
+            fed[i] = end
+    assert pool.slots >= 4 and pool.capacity > 4 and max(fed) > 20
+
+
+def test_a_rolled_back_row_overwrites_what_it_forgot(tiny_lm):
+    pool = KVPool(tiny_lm.model)
+    slot = pool.allocate()
+    forward(tiny_lm.model, pool, [Feed(slot, [5, 6, 7, 8, 9])])
+    pool.lengths[slot] = 3  # forget 8, 9
+    logits = forward(tiny_lm.model, pool, [Feed(slot, [40, 41], keep=2)])[0]
+    assert torch.allclose(logits, full_logits(tiny_lm, [5, 6, 7, 40, 41])[3:], atol=1e-5)
+
+
+def test_feeds_of_similar_width_share_a_forward():
+    assert cut_batches([1] * 8 + [6] * 8) == [(0, 8), (8, 16)]  # drafting rows apart from judging rows
+    assert cut_batches([1, 1, 2, 2]) == [(0, 4)]
+    assert cut_batches([1, 200], max_rows=4) == [(0, 1), (1, 2)]  # a prompt is not padded into a draft
+    assert len(cut_batches([1] * 10, max_rows=4)) == 3
+    assert plan_forwards([1, 6, 1, 6], [3, 0, 1, 2]) == [[1, 2, 3, 0]]  # few rows: one forward, in slot order
+    widths, slots = [1] * 8 + [6] * 8, list(range(15, -1, -1))
+    assert plan_forwards(widths, slots) == [list(range(7, -1, -1)), list(range(15, 7, -1))]
+
+
+# --------------------------------------------------------------------------- joining, leaving, failing
+
+def test_rows_are_admitted_in_waves_and_a_finished_request_frees_its_rows(tiny_lm):
+    engine = Engine(tiny_lm, rows=2)
+    tickets = [engine.submit(r.task(tiny_lm)) for r in mixed_requests(6, seed=3)]
+    most = 0
+    for _ in engine.stream():
+        most = max(most, len(engine.running))
+        assert engine.pool.used == sum(len(t.task.prompts) for t in engine.running)
+    assert most == 2 and all(t.state == "finished" for t in tickets) and engine.pool.used == 0
+
+
+def test_a_bad_request_is_refused_before_any_forward(tiny_lm):
+    forwards = []
+    hook = tiny_lm.model.get_decoder().register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        bad = Request("persona-judge", "Hi", PREFS[:1])  # one persona cannot judge itself
+        with pytest.raises(InputError, match=r"Request 2 \(persona-judge\): .*two preferences"):
+            generate_many(tiny_lm, [Request("direct", "Hi", PREFS[:2]), bad])
+        tall = Request("direct", "word " * 600, PREFS[:2])
+        with pytest.raises(InputError, match="context"):
+            generate_many(tiny_lm, [tall])
+    finally:
+        hook.remove()
+    assert forwards == []
+
+
+@pytest.mark.parametrize("rows", [0, -1, MAX_ROWS + 1, 2.5, "8", True])
+def test_rows_out_of_range_is_one_sentence(rows):
+    with pytest.raises(InputError, match=f"from 1 to {MAX_ROWS}"):
+        check_rows(rows)
+
+
+def test_a_failing_decoder_fails_only_its_own_request(tiny_lm):
+    engine = Engine(tiny_lm, rows=4)
+    good = [engine.submit(r.task(tiny_lm)) for r in mixed_requests(3, seed=4)]
+    broken = mixed_requests(1, seed=5)[0].task(tiny_lm)
+    decoder = broken.decoder
+
+    def failing(rows):
+        yield next(decoder(rows))
+        raise RuntimeError("boom")
+    broken.decoder = failing
+    bad = engine.submit(broken)
+    engine.run()
+    assert bad.state == "failed" and "boom" in str(bad.error)
+    with pytest.raises(RuntimeError, match="boom"):
+        list(bad)
+    requests = mixed_requests(3, seed=4)
+    for ticket, request in zip(good, requests):
+        assert ticket.state == "finished" and trace(ticket.result) == trace(alone(tiny_lm, request))
+
+
+# --------------------------------------------------------------------------- threads
+
+def test_requests_submitted_and_read_from_other_threads_while_the_engine_thread_steps():
+    lm = make_tiny_lm()
+    requests = mixed_requests(8, seed=6)
+    expected = [trace(alone(lm, r)) for r in requests]
+    engine = Engine(lm, rows=3).start()
+    got = [None] * len(requests)
+
+    def visitor(i):
+        ticket = engine.submit(requests[i].task(lm))
+        steps = list(ticket)  # blocks until the engine's thread has decided every step
+        assert [s.token_id for s in steps] == ticket.result.token_ids
+        got[i] = trace(ticket.result)
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    engine.close()
+    assert got == expected
+
+
+def test_cancelling_one_request_from_another_thread_leaves_the_others_untouched():
+    lm = make_tiny_lm()
+    long = Request("persona-judge", QUERIES[1], PREFS[:2], DecodeSettings(seed=9, max_new_tokens=400))
+    others = mixed_requests(4, seed=7)
+    engine = Engine(lm, rows=8).start()
+    victim = engine.submit(long.task(lm))
+    tickets = [engine.submit(r.task(lm)) for r in others]
+    seen = []
+    for step in victim:
+        seen.append(step)
+        if len(seen) == 5:
+            threading.Thread(target=engine.cancel, args=(victim,)).start()
+    engine.close()
+    assert victim.state == "cancelled" and victim.result is None and 5 <= len(seen) < 400
+    for ticket, request in zip(tickets, others):
+        assert ticket.wait() is not None and trace(ticket.result) == trace(alone(lm, request))
+    assert engine.pool.used == 0
