@@ -111,3 +111,19 @@ def test_uniforms_are_keyed_by_seed_and_position():
     assert not np.array_equal(a.at(3), a.at(4))
     assert not np.array_equal(a.at(3), Uniforms(8).at(3))
     assert Uniforms(None).seed >= 0
+
+
+@pytest.mark.parametrize("settings", [DecodeSettings(), DecodeSettings(top_k=3, top_p=0.5, temperature=0.7),
+                                      DecodeSettings(top_k=5, top_p=1.0, repetition_penalty=1.3)])
+def test_warping_the_top_candidates_only_gives_the_whole_vocabulary_distribution(settings):
+    torch.manual_seed(0)
+    logits = torch.randn(6, 500) * 3
+    if settings.top_p == 1.0:  # (top-p breaks ties in sort order, which no implementation fixes)
+        logits[0, :8] = 10.0  # ties at the k-th logit: every tied token stays a candidate
+    warping = Warping(settings)
+    prefixes = [[11, 12], [], [5], [0, 0], [7, 8, 9], [3]]
+    whole = torch.softmax(warping.logits(logits, prefixes), dim=-1)
+    fast = warping.probs(logits, prefixes)
+    assert torch.allclose(fast, whole, atol=1e-6) and ((fast > 0) == (whole > 0)).all()
+    if settings.top_p == 1.0:
+        assert (fast[0, :8] > 0).all()

@@ -7,9 +7,9 @@ one key and one value buffer shaped (slots, kv_heads, capacity, head_dim), and o
 `forward(model, pool, feeds)` runs one forward over any set of rows. Each row feeds the tokens it
 has not cached yet (a prompt, a drafted block, one token) and asks for the logits of its last
 `keep` positions. Feeds are aligned on the right and padded on the left; a row's real tokens are
-written at that row's own length and get that row's own positions, so nothing in a row ever sees
-another row, a padding token or a hole. Padding columns are written past the row's end, where the
-next real tokens overwrite them. Rolling a row back after a rejection is lowering its length
+stored at that row's own length and get that row's own positions, so nothing in a row ever sees
+another row, a padding token or a hole (padding columns are stored nowhere and seen by no real
+token). Rolling a row back after a rejection is lowering its length
 (vLLM's pointer move): the rejected keys stay in the buffer until they are overwritten. So a row
 decoded among others sees exactly what it sees alone; only float rounding depends on the batch.
 
@@ -80,7 +80,7 @@ class KVPool(Cache):
         self.values: list[torch.Tensor] = []
         self.lengths = [0] * slots
         self.free = list(range(slots))
-        self._plan = None  # (slot index tensor, write positions (rows, width), attended length, first slot or None)
+        self._plan = None  # (slot index tensor, [(slot, pad, start, end)] per row, attended length, first slot or None)
         self.split_projection = uses_split_projection(model)
 
     # ------------------------------------------------------------------ slots
@@ -117,18 +117,18 @@ class KVPool(Cache):
 
     # ------------------------------------------------------------------ what the model calls
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-        slots, positions, length, first = self._plan
+        slots, writes, length, first = self._plan
         if layer_idx == len(self.keys):  # first forward: the buffers take the model's kv shape and dtype
             shape = (self.slots, key_states.shape[1], self.capacity, key_states.shape[3])
             self.keys.append(key_states.new_zeros(shape))
             self.values.append(value_states.new_zeros(shape))
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        heads = torch.arange(keys.shape[1], device=keys.device)[None, :, None]
-        index = (slots[:, None, None], heads, positions[:, None, :])
-        keys[index] = key_states
-        values[index] = value_states
+        # Only real tokens are stored (at the row's length); padding columns are seen by no real token.
+        for row, (slot, pad, start, end) in enumerate(writes):
+            keys[slot, :, start:end] = key_states[row, :, pad:]
+            values[slot, :, start:end] = value_states[row, :, pad:]
         if first is not None:  # consecutive slots: attend over a view, no copy
-            rows = slice(first, first + len(slots))
+            rows = slice(first, first + len(writes))
             return keys[rows, :, :length], values[rows, :, :length]
         return keys[slots, :, :length], values[slots, :, :length]
 
@@ -180,24 +180,22 @@ def forward(model, pool: KVPool, feeds: Sequence[Feed]) -> list[torch.Tensor]:
     width = max(len(f.tokens) for f in feeds)
     starts = [pool.lengths[f.slot] for f in feeds]
     ends = [s + len(f.tokens) for s, f in zip(starts, feeds)]
-    if max(ends) + width > pool.capacity:  # padding is written past a row's end: room for it too
-        pool._grow(capacity=max(2 * pool.capacity, max(ends) + width))
+    if max(ends) > pool.capacity:
+        pool._grow(capacity=max(2 * pool.capacity, max(ends)))
     for f in feeds:
         if not 1 <= f.keep <= len(f.tokens):
             raise ValueError("asked for logits of positions that are already cached")
     pads = [width - len(f.tokens) for f in feeds]
     ids = [[0] * pad + list(f.tokens) for pad, f in zip(pads, feeds)]
     positions = [[0] * pad + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
-    # Real tokens are written at the row's length; padding columns past the row's end (overwritten later).
-    writes = [list(range(end, end + pad)) + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
     ids_t = torch.tensor(ids, dtype=torch.long, device=device)
     positions_t = torch.tensor(positions, dtype=torch.long, device=device)
     real = torch.arange(width, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
     slots = [f.slot for f in feeds]
     first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
     length = max(ends)
-    pool._plan = (torch.tensor(slots, dtype=torch.long, device=device),
-                  torch.tensor(writes, dtype=torch.long, device=device), length, first)
+    writes = [(f.slot, pad, start, end) for f, pad, start, end in zip(feeds, pads, starts, ends)]
+    pool._plan = (torch.tensor(slots, dtype=torch.long, device=device), writes, length, first)
     mask = attention_mask(positions_t, real, length, model)
     keep = max(f.keep for f in feeds)
     kwargs = dict(input_ids=ids_t, attention_mask=mask, position_ids=positions_t, past_key_values=pool,

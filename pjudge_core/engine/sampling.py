@@ -44,6 +44,12 @@ class Warping:
     `NoRepeatNGramLogitsProcessor`), each row with its own output prefix (never the prompt);
     then, unless greedy, transformers' warpers in generate()'s order (temperature, top-k,
     top-p); then a float32 softmax. Greedy decoding uses the penalised but unwarped distribution.
+
+    With top-k on, `probs` runs the warpers on each row's top candidates only (every logit tied
+    with the k-th largest included) and scatters the result back: the same distribution, since
+    temperature keeps the order and everything below the k-th logit gets probability 0 anyway,
+    without top-p sorting the whole vocabulary for every position (that sort was a fifth of a
+    batched step's time with a 49k vocabulary).
     """
 
     def __init__(self, settings: DecodeSettings):
@@ -54,6 +60,7 @@ class Warping:
         if settings.no_repeat_ngram_size:
             self.repetition.append(NoRepeatNGramLogitsProcessor(settings.no_repeat_ngram_size))
         self.warpers = LogitsProcessorList()
+        self.top_k = 0 if settings.greedy else settings.top_k
         if not settings.greedy:
             if settings.temperature != 1.0:
                 self.warpers.append(TemperatureLogitsWarper(settings.temperature))
@@ -62,8 +69,8 @@ class Warping:
             if settings.top_p < 1.0:
                 self.warpers.append(TopPLogitsWarper(settings.top_p))
 
-    def logits(self, logits: torch.Tensor, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Processed float32 logits (rows, vocab); row i's output so far is ``prefixes[i]``."""
+    def penalised(self, logits: torch.Tensor, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Float32 logits after the repetition processors; row i's output so far is ``prefixes[i]``."""
         logits = logits.float()
         if self.repetition:
             rows = []
@@ -71,12 +78,26 @@ class Warping:
                 ids = torch.tensor([list(prefix)], dtype=torch.long, device=logits.device)
                 rows.append(self.repetition(ids, row.unsqueeze(0)))
             logits = torch.cat(rows)
+        return logits
+
+    def _warp(self, logits: torch.Tensor) -> torch.Tensor:
         # The warpers ignore input_ids; they only need a tensor with the right batch size.
         return self.warpers(torch.zeros((logits.shape[0], 1), dtype=torch.long), logits)
 
+    def logits(self, logits: torch.Tensor, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Processed float32 logits (rows, vocab) over the whole vocabulary (-inf where removed)."""
+        return self._warp(self.penalised(logits, prefixes))
+
     def probs(self, logits: torch.Tensor, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Next-token distributions (rows, vocab) in float32; see `logits`."""
-        return torch.softmax(self.logits(logits, prefixes), dim=-1)
+        """Next-token distributions (rows, vocab) in float32; see the class docstring."""
+        logits = self.penalised(logits, prefixes)
+        if not self.top_k or self.top_k >= logits.shape[-1]:
+            return torch.softmax(self._warp(logits), dim=-1)
+        kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
+        width = int((logits >= kth).sum(-1).max())  # ties with the k-th logit stay candidates
+        values, index = torch.topk(logits, width, dim=-1)
+        probs = torch.zeros_like(logits)
+        return probs.scatter_(-1, index, torch.softmax(self._warp(values), dim=-1))
 
 
 def sample_index(probs: torch.Tensor, uniform: float) -> int:
