@@ -184,3 +184,21 @@ def test_two_processes_under_torchrun_give_one_process_numbers(tiny_folder, tmp_
                                                                      for u in b]
     assert max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u["scores"], v["scores"])) < 1e-4
     assert one["infer-acc"]["accuracy"] == two["infer-acc"]["accuracy"] and len(b) == 5
+
+
+@pytest.mark.slow
+def test_batch_under_torchrun_writes_one_file_with_the_records_of_one_process(tiny_folder, tmp_path):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps([{"id": str(i), "prompt": f"Describe thing number {i}."} for i in range(7)]))
+    common = ["batch", "--prompts", str(prompts), "--pref-a", PREFS["A"], "--pref-b", PREFS["B"], "--model", tiny_folder,
+              "--specs", "persona-judge,direct,fusion", "--max-new-tokens", "9", "--rows", "3", "--quiet"]
+    two = torchrun(*common, "--out", str(tmp_path / "two.jsonl"), cwd=tmp_path)
+    assert main([*common, "--out", str(tmp_path / "one.jsonl"), "--rows", "5"]) == 0
+    _, stderr = two.communicate(timeout=180)
+    assert two.returncode == 0, stderr
+    assert stderr.count("wrote 21 records") == 1  # the main process alone reports (and writes)
+
+    def decided(name):
+        records = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+        return sorted((r["id"], r["spec"], r["settings"]["seed"], r["text"]) for r in records)
+    assert decided("two.jsonl") == decided("one.jsonl") and len(decided("one.jsonl")) == 21

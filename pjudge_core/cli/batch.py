@@ -1,4 +1,5 @@
-"""`python -m pjudge_core batch`: many prompts x several run specs into a resumable JSONL file."""
+"""`python -m pjudge_core batch`: many prompts x several run specs into a resumable JSONL file,
+`--rows` records decoding together, on one process or several (torchrun / accelerate launch)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..engine.specs import parse_specs
 from ..errors import InputError
 from ..evaluation.batch import DEFAULT_SPECS, run_batch
 from ..evaluation.records import read_prompts
+from ..evaluation.sharding import Processes
 from .args import (
     add_decode_arguments,
     add_model_arguments,
@@ -36,10 +38,18 @@ def run(args: argparse.Namespace) -> int:
         if args.limit < 1:
             raise InputError("--limit must be at least 1.")
         prompts = prompts[:args.limit]
-    lm = load_from_args(args)
-    print(f"{len(prompts)} prompts x {len(specs)} run specs on {lm.describe()}", file=sys.stderr)
+    processes = Processes(args.device)  # several under torchrun / accelerate launch, else just this one
+    args.device = processes.device
+    with processes.main_first():  # the main process alone fills the bundled model's cache
+        lm = load_from_args(args)
+    if processes.is_main:
+        print(f"{len(prompts)} prompts x {len(specs)} run specs on {lm.describe()}"
+              + (f", {processes.size} processes" if processes.size > 1 else ""), file=sys.stderr)
     summary = run_batch(lm, prompts, preferences, args.out, specs=specs, settings=settings, resume=args.resume,
-                        overwrite=args.overwrite, trace=args.trace, progress=not args.quiet, rows=args.rows)
+                        overwrite=args.overwrite, trace=args.trace, progress=not args.quiet, rows=args.rows,
+                        processes=processes)
+    if not processes.is_main:
+        return 0
     for failure in summary["failed"]:
         print(f"skipped {failure['id']} {failure['spec']}: {failure['error']}", file=sys.stderr)
     print(f"wrote {summary['written']} records to {summary['out']} ({summary['skipped']} already there"

@@ -19,6 +19,7 @@ the paired comparison less noisy).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
 from ..errors import InputError
 from .records import read_records, spec_key
+from .sharding import Processes
 
 DEFAULT_SPECS = "persona-judge,direct"
 
@@ -61,9 +63,17 @@ def run_batch(
     trace: bool = False,
     progress: bool | Callable = True,
     rows: int = DEFAULT_ROWS,
+    processes: Processes | None = None,
 ) -> dict:
     """Generate every (prompt, spec) not yet in `out_path`, `rows` records at a time; returns a
-    summary dict (``failed`` lists the records refused, with their reason)."""
+    summary dict (``failed`` lists the records refused, with their reason).
+
+    With `processes` (several launched by torchrun / accelerate launch) the records are split
+    across them in rounds of ``2 × rows`` records per process; after each round the main process
+    gathers the round's records and alone writes them, so a killed run loses at most a round and
+    `resume` works with any number of processes. Each record is the one a single process writes.
+    """
+    processes = processes or Processes()
     settings = settings or DecodeSettings(seed=0)
     rows = check_rows(rows)
     specs = parse_specs(specs)
@@ -74,6 +84,66 @@ def run_batch(
         raise InputError("There are no prompts to run.")
     out_path = Path(out_path)
     run = {"model": lm.name, "preferences": prefs, "settings": settings.to_dict()}
+    found = None
+    if processes.is_main:  # the output file is the main process's alone
+        try:
+            found = {"done": sorted(_finished(out_path, run, resume, overwrite))}
+        except InputError as exc:
+            found = {"error": str(exc)}
+    found = processes.broadcast(found)
+    if "error" in found:
+        raise InputError(found["error"])
+    done = {tuple(key) for key in found["done"]}
+
+    todo = [(i, p, s) for i, p in enumerate(prompts) for s in specs if (p["id"], s.key) not in done]
+    bar = None
+    if progress is True and processes.is_main:
+        bar = tqdm(total=len(todo), file=sys.stderr, unit="record", dynamic_ncols=True)
+    started = time.perf_counter()
+    written, failed = [0], []
+
+    def write(fh, records: list[dict]) -> None:
+        for record in records:
+            if "error" in record:
+                failed.append(record)
+                continue
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written[0] += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+        if bar is not None:
+            bar.update(len(records))
+        elif callable(progress) and processes.is_main:
+            progress(written[0] + len(failed), len(todo))
+
+    def decode(chunk, on_records) -> None:
+        decode_records(lm, chunk, prefs, settings, run, rows=rows, trace=trace, on_records=on_records)
+
+    try:
+        if processes.size == 1:
+            with open(out_path, "a", encoding="utf-8") as fh:
+                decode(todo, lambda records: write(fh, records))
+        else:
+            size, chunk = processes.size, 2 * rows
+            chunks = [todo[k:k + chunk] for k in range(0, len(todo), chunk)]
+            with open(out_path, "a", encoding="utf-8") if processes.is_main else contextlib.nullcontext() as fh:
+                for start in range(0, len(chunks), size):  # every process takes part in every round
+                    mine = chunks[start + processes.index] if start + processes.index < len(chunks) else []
+                    records: list[dict] = []
+                    decode(mine, records.extend)
+                    gathered = processes.gather(records)
+                    if processes.is_main:
+                        write(fh, gathered)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"out": str(out_path), "written": written[0], "skipped": len(done), "failed": failed,
+            "total": len(prompts) * len(specs), "rows": rows, "processes": processes.size,
+            "seconds": time.perf_counter() - started}
+
+
+def _finished(out_path: Path, run: dict, resume: bool, overwrite: bool) -> set[tuple[str, str]]:
+    """The (id, spec) already in `out_path` when resuming; checks the file belongs to this run."""
     done: set[tuple[str, str]] = set()
     if out_path.exists() and out_path.stat().st_size > 0:
         if resume:
@@ -92,57 +162,52 @@ def run_batch(
         else:
             out_path.unlink()
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    return done
 
-    todo = [(i, p, s) for i, p in enumerate(prompts) for s in specs if (p["id"], s.key) not in done]
-    bar = None
-    if progress is True:
-        bar = tqdm(total=len(todo), file=sys.stderr, unit="record", dynamic_ncols=True)
-    started = time.perf_counter()
-    written, failed = 0, []
+
+def decode_records(lm, todo: Sequence[tuple[int, dict, RunSpec]], prefs: dict, settings: DecodeSettings, run: dict,
+                   *, rows: int, trace: bool, on_records: Callable[[list[dict]], None]) -> None:
+    """Decode the (prompt index, prompt item, spec) of `todo` together, `rows` at a time; after each
+    step `on_records` receives the records that finished (or ``{id, spec, error}`` for a refused one).
+
+    A record is made ready (validated, tokenised) only when it is about to get a row, so memory
+    stays bounded by `rows` whatever the length of `todo`.
+    """
     engine = Engine(lm, rows)
     queued = iter(todo)
     owners: dict[int, tuple] = {}  # id(ticket) -> (index, item, spec)
 
-    def top_up() -> None:
-        """Keep one wave waiting behind the running rows; records are made ready only then."""
-        while len(owners) < 2 * engine.rows:
+    def top_up(out: list) -> None:
+        """Keep one wave waiting behind the running rows."""
+        while len(owners) < 2 * rows:
             index, item, spec = next(queued, (None, None, None))
             if spec is None:
                 return
             try:
                 task = spec.task(lm, item["prompt"], prefs, settings.replace(seed=record_seed(settings.seed, index)))
             except InputError as exc:
-                failed.append({"id": item["id"], "spec": spec.key, "error": str(exc)})
+                out.append({"id": item["id"], "spec": spec.key, "error": str(exc)})
                 continue
             owners[id(engine.submit(task))] = (index, item, spec)
 
     try:
-        top_up()
-        with open(out_path, "a", encoding="utf-8") as fh:
-            while engine.busy:
-                for ticket, step in engine.step():
-                    if step is not None:
-                        continue
-                    index, item, spec = owners.pop(id(ticket))
-                    if ticket.error is not None:
-                        failed.append({"id": item["id"], "spec": spec.key, "error": str(ticket.error)})
-                        continue
-                    fh.write(json.dumps(_record(index, item, spec, ticket.result, run, trace), ensure_ascii=False)
-                             + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                    written += 1
-                    if bar is not None:
-                        bar.update(1)
-                    elif callable(progress):
-                        progress(written + len(failed), len(todo))
-                top_up()
+        out: list[dict] = []
+        top_up(out)
+        while engine.busy or out:
+            for ticket, step in engine.step() if engine.busy else []:
+                if step is not None:
+                    continue
+                index, item, spec = owners.pop(id(ticket))
+                if ticket.error is not None:
+                    out.append({"id": item["id"], "spec": spec.key, "error": str(ticket.error)})
+                else:
+                    out.append(_record(index, item, spec, ticket.result, run, trace))
+            top_up(out)
+            if out:
+                on_records(out)
+                out = []
     finally:
         engine.close()
-        if bar is not None:
-            bar.close()
-    return {"out": str(out_path), "written": written, "skipped": len(done), "failed": failed,
-            "total": len(prompts) * len(specs), "rows": engine.rows, "seconds": time.perf_counter() - started}
 
 
 def _record(index: int, item: dict, spec: RunSpec, result, run: dict, trace: bool) -> dict:
