@@ -15,29 +15,16 @@ from pjudge_core.engine.kv import Feed, KVPool, forward
 from pjudge_core.engine.methods import stream_task
 from pjudge_core.engine.requests import Request, check_rows, generate_many, stream_many
 from pjudge_core.engine.scheduler import cut_batches, plan_forwards
+from pjudge_core.evaluation import batch_check
 
 QUERIES = ["Describe a sunset", "Be concise and tell me a story about the sea in vivid detail, please.", "Hi",
            "Explain like I am in elementary school why the sea is blue and the sunset is red."]
 PREFS = ["Be concise.", "Be imaginative.", "Be funny.", "Be formal."]
-SPECS = ["persona-judge", "persona-judge-base", "official", "official-base", "direct", "direct[A]", "direct[]",
-         "fusion", "fusion(alpha=0.5)", "persona-judge(lam=2)", "persona-judge(lam=5)", "persona-judge[A,C]"]
-TWO_ONLY = {"persona-judge-base", "official", "official-base"}
 
 
 def mixed_requests(count: int, seed: int = 0) -> list[Request]:
     """Every method, 2-4 personas, different prompts, budgets, seeds, λ, repetition settings."""
-    rnd = random.Random(seed)
-    requests = []
-    for i in range(count):
-        spec = SPECS[i % len(SPECS)]
-        n = 2 if spec in TWO_ONLY else rnd.choice([2, 3, 4] if "[A,C]" not in spec else [3, 4])
-        options = {"weights": [rnd.choice([1, 2, 3]) for _ in range(n)]} if spec.startswith("fusion") else {}
-        settings = DecodeSettings(seed=rnd.randrange(10**6), max_new_tokens=rnd.choice([1, 6, 17, 40]),
-                                  lam=rnd.choice([1, 3, 4]), greedy=rnd.random() < 0.15,
-                                  repetition_penalty=rnd.choice([1.0, 1.0, 1.3]),
-                                  no_repeat_ngram_size=rnd.choice([0, 0, 3]))
-        requests.append(Request(spec, rnd.choice(QUERIES), PREFS[:n], settings, options))
-    return requests
+    return batch_check.mixed_requests(count, seed=seed, max_new_tokens=40, queries=QUERIES, preferences=PREFS)
 
 
 def alone(lm, request):
@@ -227,8 +214,9 @@ def test_cancelling_one_request_from_another_thread_leaves_the_others_untouched(
         seen.append(step)
         if len(seen) == 5:
             threading.Thread(target=engine.cancel, args=(victim,)).start()
+    results = [ticket.wait(timeout=120) for ticket in tickets]
     engine.close()
     assert victim.state == "cancelled" and victim.result is None and 5 <= len(seen) < 400
-    for ticket, request in zip(tickets, others):
-        assert ticket.wait() is not None and trace(ticket.result) == trace(alone(lm, request))
+    for result, request in zip(results, others):
+        assert result is not None and trace(result) == trace(alone(lm, request))
     assert engine.pool.used == 0

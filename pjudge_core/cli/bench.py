@@ -1,5 +1,7 @@
 """`python -m pjudge_core bench`: speed and memory ratios against transformers' generate();
-`bench-scoring`: alignment accuracy with and without the shared-prefix scorer."""
+`bench-batch`: the batched engine against one request at a time; `check-batch`: requests decoded
+together against alone, token for token; `bench-scoring`: alignment accuracy with and without the
+shared-prefix scorer."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ import json
 import sys
 
 from ..engine.loading import load_model
+from ..engine.requests import check_rows
 from ..evaluation.alignment import SAMPLE_PAIRS, load_pairs
+from ..evaluation.batch_check import check_batched, format_check, mixed_requests
 from ..evaluation.benchmark import (
+    format_batched_report,
     format_report,
     format_scoring_report,
+    run_batched_benchmark,
     run_benchmark,
     run_quantization_benchmark,
     run_scoring_benchmark,
@@ -30,6 +36,22 @@ def run(args: argparse.Namespace) -> int:
         report = run_benchmark(load_from_args(args), short=args.tokens, long=args.long_tokens, repeats=args.repeats,
                                lam=args.lam, progress=progress)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def run_batched(args: argparse.Namespace) -> int:
+    report = run_batched_benchmark(load_from_args(args), tokens=args.tokens, repeats=args.repeats,
+                                   sizes=tuple(args.sizes), progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(json.dumps(report, indent=2) if args.json else format_batched_report(report))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    check_rows(args.rows)
+    requests = mixed_requests(args.requests, seed=args.sample_seed, max_new_tokens=args.tokens)
+    report = check_batched(load_from_args(args), requests, args.rows,
+                           progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(json.dumps(report, indent=2) if args.json else format_check(report))
     return 0
 
 
@@ -52,6 +74,26 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_model_arguments(p)
     p.set_defaults(func=run)
+
+    bb = sub.add_parser("bench-batch", help="throughput of requests decoded together against one at a time, and the "
+                                           "lab's panels together against one row at a time, interleaved")
+    bb.add_argument("--tokens", type=int, default=128)
+    bb.add_argument("--repeats", type=int, default=2)
+    bb.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32],
+                    help="requests decoded together for the tokens/s table")
+    bb.add_argument("--json", action="store_true")
+    add_model_arguments(bb)
+    bb.set_defaults(func=run_batched)
+
+    ck = sub.add_parser("check-batch", help="decode mixed requests together and one by one; how many are identical "
+                                           "token for token, and why any differ")
+    ck.add_argument("--requests", type=int, default=100)
+    ck.add_argument("--tokens", type=int, default=64, help="the longest budget (budgets vary from 1 to this)")
+    ck.add_argument("--rows", type=int, default=16, help="requests decoded together")
+    ck.add_argument("--sample-seed", type=int, default=0, help="which mixed requests")
+    ck.add_argument("--json", action="store_true")
+    add_model_arguments(ck)
+    ck.set_defaults(func=run_check)
 
     sc = sub.add_parser("bench-scoring", help="pairs/s of alignment accuracy with and without the shared-prefix "
                                               "scorer, interleaved in one process")
