@@ -10,7 +10,8 @@
     infer_persona(lm, pairs).best          # the persona preset that best explains a user's pairs
 
 Layers (each a sub-package; lower layers never import higher ones):
-  * `engine`     loading, prompting, sampling, caches, decoders, trace, run specs, reference decoders
+  * `engine`     loading, prompting, sampling, the KV pool and the batched engine, decoders, trace,
+                 run specs, many requests at once, reference decoders
   * `evaluation` batch runs, reward models, pairwise judge, alignment accuracy, persona fit and
                  inference, comparisons, reports, benchmark
   * `cli`        `python -m pjudge_core ...`, a thin layer over the two above
