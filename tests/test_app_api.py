@@ -184,12 +184,12 @@ def test_each_finished_answer_gets_its_persona_fit_in_its_panel_the_heatmap_and_
     plot = last_plot(outputs, FIT_HEATMAP)
     assert len(plot["data"]) == 2  # one subplot per finished panel
     assert record["fit"]["note"].startswith("Persona fit is the scoring model's own opinion")
-    assert record["fit"]["model"] == "tiny-llama" and "scored by tiny-llama" in plot["layout"]["title"]["text"]
+    assert record["fit"]["model"] == "tiny-llama" and "under tiny-llama" in plot["layout"]["title"]["text"]
     for panel in record["panels"]:
         meters = measure(panel["text"])
         assert record["meters"]["panels"][panel["slot"]] == pytest.approx(meters)
         assert render.meters_html(meters) in final[PANEL[panel["slot"]]]  # next to its fit, same names
-        assert "Persona fit (scored by tiny-llama)" in final[PANEL[panel["slot"]]]
+        assert "Persona fit under tiny-llama, nats/token:" in final[PANEL[panel["slot"]]]
         ids = [t for t in panel["token_ids"] if t not in tiny_lm.eos_token_ids]
         expected = persona_fit(tiny_lm, QUERY, ids, {"A": PREF_A, "B": PREF_B})
         fit = record["fit"]["panels"][panel["slot"]]

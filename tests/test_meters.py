@@ -237,7 +237,7 @@ def test_report_of_several_runs_has_a_win_rate_table_per_signal(two_runs, tmp_pa
     assert "### words (words; concise lower, detailed higher wins)" in text
     assert "| run spec | concise | detailed |" in text
     assert "| persona-judge | 0.67 [0.21, 0.94] 2/1/0 | 0.33 [0.06, 0.79] 1/0/2 |" in text
-    fit_table = text.split("### Persona fit under m (the writer)")[1]
+    fit_table = text.split("### Persona fit under m: the writer")[1]
     assert "| run spec | elementary | concise | friendly |" in fit_table  # prompt 1 has no direct answer
     assert "| persona-judge | 1.00 [0.21, 1.00] 1/0/0 | 0.00 [0.00, 0.79] 0/1/0 | 0.00 [0.00, 0.79] 0/0/1 |" in fit_table
     assert "| persona-judge | 0.50 [0.09, 0.91] 1/1/0 |" in text.split("### Pairwise judge big-judge")[1]

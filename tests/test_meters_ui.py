@@ -31,10 +31,10 @@ def test_a_panel_shows_its_meters_under_library_names_escaped():
 def test_the_fit_line_and_heatmap_name_the_model_that_scored_them(tiny_lm):
     fit = persona_fit(tiny_lm, QUERY, "a sunset", PREFS)
     html = render.fit_html(fit, persona_names={"A": "vivid"}, model="<b>x</b>/model")
-    assert 'data-model="&lt;b&gt;x&lt;/b&gt;/model"' in html and "scored by &lt;b&gt;x&lt;/b&gt;/model" in html
-    assert "scored by tiny" in render.fit_html(None, "empty answer", model="tiny")
+    assert 'data-model="&lt;b&gt;x&lt;/b&gt;/model"' in html and "Persona fit under &lt;b&gt;x&lt;/b&gt;/model, nats/token:" in html
+    assert "Persona fit under tiny: empty answer" in render.fit_html(None, "empty answer", model="tiny")
     figure = charts.fit_heatmap_figure({"Direct": fit}, model="tiny-llama")
-    assert "scored by tiny-llama" in figure.layout.title.text
+    assert "Persona fit per token under tiny-llama" in figure.layout.title.text
 
 
 def test_a_front_axis_can_be_a_meter(tiny_lm):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from ..errors import InputError
 from ..evaluation.alignment import default_pairs_file, load_pairs
@@ -29,12 +28,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.inp:
         raise InputError("Pass --in FILE (a batch output), or --validate.")
     runs = [(path, load_records(path)) for path in args.inp]
-    measure("Warm up. The dictionaries load on the first call.")  # kept out of the timing below
-    started = time.perf_counter()
+    measure("Warm up. The dictionaries load on the first call.")  # kept out of the timing
     result = score_meter_runs(runs, baseline=args.baseline)
-    seconds = time.perf_counter() - started
-    result["seconds"] = seconds
-    result["seconds_per_100"] = 100 * seconds / max(1, len(result["rows"]))
     write_json(result, args.out)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "rows" or args.all}, indent=2, ensure_ascii=False))

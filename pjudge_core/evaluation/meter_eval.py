@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,13 +64,16 @@ def meter_scores(rows: Sequence[dict], targets: Sequence[Mapping[str, Target]]) 
 
 def score_meter_runs(runs: Sequence[tuple[str, Sequence[dict]]], *, baseline: str = BASELINE) -> dict:
     """`eval meters`: `runs` = [(file name, records)]; see the module docstring. Returns
-    ``{kind: "meters", files, baseline, meters {name: about}, by_spec {spec: {n, cut_by_budget,
+    ``{kind: "meters", files, baseline, seconds (the meters alone), seconds_per_100 (answers),
+    meters {name: about}, by_spec {spec: {n, cut_by_budget,
     <meter>: {n, mean, low, high, sd}}}, objectives {persona: {meter, direction, text}},
     wins {persona: {spec: win_rates}}, rows [...]}``."""
     if not runs:
         raise InputError("No batch run to measure: pass --in FILE.")
     targets = [run_targets(records, source) for source, records in runs]
+    started = time.perf_counter()
     rows = meter_rows(runs)
+    seconds = time.perf_counter() - started  # the meters alone, not the statistics below
     by_spec: dict[str, dict] = {}
     for spec in dict.fromkeys(r["spec"] for r in rows):
         mine = [r for r in rows if r["spec"] == spec]
@@ -84,6 +88,7 @@ def score_meter_runs(runs: Sequence[tuple[str, Sequence[dict]]], *, baseline: st
     table = win_table(paired_outcomes(meter_scores(rows, targets), baseline))
     wins = {persona: {spec: by[persona] for spec, by in table.items() if persona in by} for persona in objectives}
     return {"kind": "meters", "files": [source for source, _ in runs], "baseline": baseline,
+            "seconds": seconds, "seconds_per_100": 100 * seconds / max(1, len(rows)),
             "has_baseline": any(r["spec"] == baseline for r in rows),
             "meters": {name: m.about for name, m in METERS.items()}, "by_spec": by_spec, "objectives": objectives,
             "wins": wins, "rows": rows}

@@ -108,9 +108,9 @@ def fit_tables(fit_scores: Sequence[dict], baseline: str = BASELINE) -> list[dic
     tables = []
     for (model, same), scores in by_model.items():
         who = "the writer" if same else "another model"
-        tables.append(_table(f"Persona fit under {model} ({who})", f"fit:{model}",
+        tables.append(_table(f"Persona fit under {model}: {who}", f"fit:{model}",
                              paired_outcomes(scores, baseline),
-                             "log p(answer | persona) − log p(answer), nats per token"
+                             "fit = log p(answer | persona) − log p(answer), nats per token"
                              + ("; partly circular: the same model wrote the answers" if same else "")))
     return tables
 

@@ -263,8 +263,8 @@ def fit_heatmap_figure(fits: Mapping[str, Fit], persona_names: Mapping[str, str]
             hovertemplate=f"<b>{plotly_text(title)}</b><br>token %{{x}}: %{{customdata}}<br>%{{y}}: fit "
                           "%{z:+.2f} nats<extra></extra>"), row=row, col=1)
         fig.update_yaxes(autorange="reversed", row=row, col=1)
-    scorer = plotly_text(model) if model else "the same model"
-    _layout(fig, f"Persona fit per token (scored by {scorer})", 110 + sum(34 * h + 50 for h in heights))
+    scorer = f"under {plotly_text(model)}" if model else "(scored by the same model)"
+    _layout(fig, f"Persona fit per token {scorer}", 110 + sum(34 * h + 50 for h in heights))
     fig.update_layout(coloraxis={"colorscale": "RdBu", "cmin": -span, "cmax": span, "cmid": 0,
                                  "colorbar": {"title": {"text": "nats"}, "thickness": 12}})
     fig.update_xaxes(title_text="token", row=rows, col=1)

@@ -224,7 +224,7 @@ def _signed(x: float) -> str:
 def fit_html(fit, reason: str = "", persona_names: dict[str, str] | None = None, model: str | None = None) -> str:
     """One line in a finished panel: the answer's mean persona fit under each persona (nats/token),
     naming the model that scored it."""
-    by = f" (scored by {model})" if model else ""
+    by = f" under {model}" if model else ""
     if fit is None:
         return f'<div class="pj-fit pj-fit-none">{esc(f"Persona fit{by}: " + reason)}</div>' if reason else ""
     names = persona_names or {}
