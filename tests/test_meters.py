@@ -278,3 +278,39 @@ def test_table2_runs_scores_and_reports_in_one_command(tiny_folder, tmp_path, ca
     capsys.readouterr()
     assert main([*args[:-1], "--specs", "persona-judge"]) == 2
     assert "must include the baseline 'direct'" in capsys.readouterr().err
+
+
+def test_table2_adds_a_judge_table_when_a_judge_model_is_given(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "t2"
+    assert main(["table2", "--model", tiny_folder, "--limit", "2", "--max-new-tokens", "4", "--out-dir", str(out),
+                 "--combinations", "PhD+concise+friendly", "--no-fit", "--judge", tiny_folder, "--quiet"]) == 0
+    text = (out / "table2.md").read_text(encoding="utf-8")
+    judged = text.split("### Pairwise judge")[1]
+    assert "| run spec | PhD | concise | friendly |" in judged and "Persona fit under" not in text
+    verdict = json.loads((out / "judge-PhD+concise+friendly-friendly-persona-judge.json").read_text())
+    assert verdict["aspect"] == presets().personas["friendly"].text and verdict["n"] == 2
+    assert main(["table2", "--model", tiny_folder, "--fit-model", tiny_folder, "--out-dir", str(out)]) == 2
+    assert "--fit-model names the writing model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_table2_on_the_bundled_model(bundled_lm, tmp_path):
+    """Two combinations x 2 koala prompts x 16 tokens: English answers, so every meter has a value,
+    and the table's words cell is the count of the records' own word comparisons."""
+    from pjudge_core import DecodeSettings
+    from pjudge_core.cli.table2 import reproduce
+    from pjudge_core.evaluation.records import load_records, read_prompts
+
+    combos = combinations("elementary+concise+friendly,PhD+detailed+unfriendly")
+    result = reproduce(bundled_lm, read_prompts(ROOT / "data" / "koala_eval_50.json")[:2], tmp_path, combos=combos,
+                       specs="persona-judge,direct", decode=DecodeSettings(max_new_tokens=16, seed=0,
+                                                                           repetition_penalty=1.1), progress=False)
+    records = load_records(tmp_path / "elementary+concise+friendly.jsonl")
+    assert all(M.measure(r["text"])["flesch_kincaid_grade"] is not None for r in records)
+    words = {(r["id"], r["spec"]): M.words(r["text"]) for r in records}
+    wins = sum(words[(i, "persona-judge")] < words[(i, "direct")] for i in ("0", "1"))
+    ties = sum(words[(i, "persona-judge")] == words[(i, "direct")] for i in ("0", "1"))
+    concise = result["markdown"].split("| run spec | concise | detailed |")[1].splitlines()[2]
+    assert concise.split("|")[2].strip().endswith(f"{wins}/{ties}/{2 - wins - ties}")
+    assert "### Persona fit under SmolLM2-135M-Instruct" in result["markdown"]
+    assert set(result["timings"]) == {"generate", "fit", "report"}

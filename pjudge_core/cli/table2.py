@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     specs = parse_specs(args.specs)
     if args.baseline not in [s.key for s in specs]:
         raise InputError(f"--specs must include the baseline {args.baseline!r}; got {args.specs!r}.")
+    if args.fit_model and args.fit_model == args.model:
+        raise InputError("--fit-model names the writing model, whose fit is scored anyway; name another model.")
     decode = settings(args)
     for combo in combos:
         for spec in specs:

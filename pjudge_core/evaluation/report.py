@@ -18,8 +18,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
-from .fit_report import check_fit_scores, fit_axes, fit_markdown, fit_scatter
 from .fit import BASELINE
+from .fit_report import check_fit_scores, fit_axes, fit_markdown, fit_scatter
 from .records import load_records, spec_key, specs_in
 from .table2 import signal_tables, tables_figure, tables_markdown
 
