@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export GRADIO_ANALYTICS_ENABLED = False
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup run test test-fast bench chromium
+.PHONY: setup run test test-fast bench table2 chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m pjudge_core bench
+
+# The paper's Table 2 offline: eight persona combinations x 50 koala prompts on the bundled model
+# (README, "The paper's Table 2 offline"); rerun to continue an interrupted run.
+table2: setup
+	$(PY) -m pjudge_core table2

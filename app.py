@@ -34,8 +34,9 @@ from pjudge_core.ui.models import ModelHolder, default_model, first_run, model_c
 
 FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
             "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
-            "less. The scorer is the same model that wrote the answers, so this is its own opinion (partly circular), "
-            "not a human judgement.")
+            "less. The scorer is the same model that wrote the answers (each panel names it), so this is its own "
+            "opinion (partly circular), not a human judgement. Under it, independent meters that no language model "
+            "computes (English only): Flesch–Kincaid grade (textstat), words, and VADER sentiment from −1 to +1.")
 HERE = Path(__file__).resolve().parent
 CSS_PATH = HERE / "assets" / "style.css"
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
@@ -189,14 +190,17 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
                           elem_id="front-section"):
             gr.Markdown("Samples K answers per ticked method (seeds shared across methods), scores each under "
                         "every persona, and plots one point per answer with each method's mean and 95% interval. "
-                        "Up and to the right is better for both personas.")
+                        "With two fit axes, up and to the right is better for both personas; an axis can also "
+                        "be an independent meter (reading grade, words, VADER sentiment) of each answer.")
             with gr.Row():
                 front_k = raw(gr.Slider(1, MAX_SAMPLES, value=DEFAULT_SAMPLES, step=1, label="K: samples per method",
                                         elem_id="front-k"))
                 front_tokens = raw(gr.Slider(8, 256, value=DEFAULT_FRONT_TOKENS, step=8, label="tokens per answer",
                                              elem_id="front-tokens"))
-                front_x = raw(gr.Dropdown(["A", "B"], value="A", label="x axis: persona", elem_id="front-x"))
-                front_y = raw(gr.Dropdown(["A", "B"], value="B", label="y axis: persona", elem_id="front-y"))
+                front_x = raw(gr.Dropdown(InsightHandlers.axis_choices(2), value="A", label="x axis: fit or meter",
+                                          elem_id="front-x"))
+                front_y = raw(gr.Dropdown(InsightHandlers.axis_choices(2), value="B", label="y axis: fit or meter",
+                                          elem_id="front-y"))
             with gr.Row():
                 front_btn = gr.Button("Sample K per method", variant="primary", elem_id="front-btn")
                 front_stop = gr.Button("Stop sampling", variant="stop", elem_id="front-stop")

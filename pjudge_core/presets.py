@@ -5,7 +5,9 @@ The JSON files live in ``presets/`` next to this package (or a folder named by
 model with ``extra="forbid"``, so a typo gives one sentence naming the file, the entry and the
 field:
 
-  * ``personas.json``: ``{"personas": {name: {"text": str, "group"?: str}}}``
+  * ``personas.json``: ``{"personas": {name: {"text": str, "group"?: str, "meter"?: {"name": str,
+    "direction": "higher" | "lower"}}}}`` (``meter``: the independent meter that measures the persona
+    and the direction that satisfies it; `evaluation.meters` checks the name)
   * ``pairs.json``:    ``{"pairs": {name: {"a": persona name, "b": persona name, "about"?: str}}}``
   * ``models.json``:   ``{"models": [{"id": str, "label"?, "size"?, "note"?, "spaces_default"?: bool,
     "public"?: bool, "four_bit"?: bool, "settings"?: {DecodeSettings field: value}}]}``
@@ -22,7 +24,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -44,9 +46,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MeterTarget(_Strict):
+    name: Text  # a meter of `evaluation.meters` (checked there: presets sit below the evaluation layer)
+    direction: Literal["higher", "lower"]
+
+
 class Persona(_Strict):
     text: Text
     group: str = ""
+    meter: MeterTarget | None = None
 
 
 class Pair(_Strict):

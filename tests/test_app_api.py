@@ -17,7 +17,8 @@ from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
 from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.fit import persona_fit
 from pjudge_core.evaluation.inference import infer_persona
-from pjudge_core.ui import insight, lab
+from pjudge_core.evaluation.meters import measure
+from pjudge_core.ui import insight, lab, render
 
 QUERY = "Describe a sunset."
 PREF_A, PREF_B = "be vivid", "be creative"
@@ -183,7 +184,12 @@ def test_each_finished_answer_gets_its_persona_fit_in_its_panel_the_heatmap_and_
     plot = last_plot(outputs, FIT_HEATMAP)
     assert len(plot["data"]) == 2  # one subplot per finished panel
     assert record["fit"]["note"].startswith("Persona fit is the scoring model's own opinion")
+    assert record["fit"]["model"] == "tiny-llama" and "under tiny-llama" in plot["layout"]["title"]["text"]
     for panel in record["panels"]:
+        meters = measure(panel["text"])
+        assert record["meters"]["panels"][panel["slot"]] == pytest.approx(meters)
+        assert render.meters_html(meters) in final[PANEL[panel["slot"]]]  # next to its fit, same names
+        assert "Persona fit under tiny-llama, nats/token:" in final[PANEL[panel["slot"]]]
         ids = [t for t in panel["token_ids"] if t not in tiny_lm.eos_token_ids]
         expected = persona_fit(tiny_lm, QUERY, ids, {"A": PREF_A, "B": PREF_B})
         fit = record["fit"]["panels"][panel["slot"]]
@@ -217,9 +223,17 @@ def test_front_samples_k_per_method_and_matches_compare(client, tiny_lm):
     assert {t["name"] for t in plot["data"]} >= {"persona-judge", "direct"}
 
 
+def test_a_front_axis_can_be_a_meter(client):
+    job = client.submit(*FRONT_ARGS, 2, 8, "words", "B", api_name="/front")
+    job.result()
+    plot = last_plot(job.outputs(), 0)
+    assert plot["layout"]["xaxis"]["title"]["text"] == "words (words)"
+    assert plot["layout"]["yaxis"]["title"]["text"].startswith("fit under B")
+
+
 @pytest.mark.parametrize("changes, message", [
     (dict(samples=0), "Samples per method must be between 1 and 16"),
-    (dict(x="C"), "Pick two different personas for the axes among A, B"),
+    (dict(x="C"), "Pick two different axes: personas among A, B"),
     (dict(tokens="many"), "Tokens per answer must be a number"),
 ])
 def test_front_bad_input_is_a_message(client, changes, message):

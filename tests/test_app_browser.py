@@ -333,6 +333,11 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
         chips = page.locator(f"#{elem_id} ~ * .pj-fit-chip, #{elem_id} .pj-fit-chip")
         assert sorted(chips.evaluate_all("els => els.map(e => e.dataset.label)")) == ["A", "B"], elem_id
         float(chips.first.get_attribute("data-fit"))
+        meters = page.locator(f"#{elem_id} ~ * .pj-meter, #{elem_id} .pj-meter")  # next to the fit
+        assert meters.evaluate_all("els => els.map(e => e.dataset.meter)") == [
+            "flesch_kincaid_grade", "words", "vader_compound"], elem_id
+        assert " words" in meters.nth(1).inner_text() and meters.nth(2).inner_text().startswith("sentiment ")
+    assert "Persona fit under tiny-llama" in page.locator("#pj-tokens .pj-fit, #pj-tokens ~ * .pj-fit").first.inner_text()
     page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
     heat = page.evaluate("() => document.querySelector('#fit-heatmap .js-plotly-plot').data.map("
                          "d => ({type: d.type, rows: d.y.length, cols: d.z[0].length}))")
@@ -348,6 +353,9 @@ def test_front_samples_k_per_method_with_progress_then_stop(server, browser):
     assert "6 of 6 answers" in page.locator("#front-status").inner_text()
     traces = page.evaluate("() => document.querySelector('#fit-front .js-plotly-plot').data.map(d => d.name)")
     assert {"persona-judge", "direct"} <= set(traces)
+    pick(page, "front-x", "words (words)")  # an axis can be a meter: the plot is redrawn at once
+    page.wait_for_function("() => (document.querySelector('#fit-front .js-plotly-plot').layout.xaxis.title.text"
+                           " || '').startsWith('words')", timeout=15_000)
     assert page.locator("#front-status tr[data-spec]").count() == 2
     with page.expect_download() as info:
         page.locator("#run-download").click()

@@ -59,7 +59,7 @@ def test_front_is_drawn_from_a_compare_result(tiny_lm):
     figure = charts.front_figure(result, "A", "B")
     points = [t for t in figure.data if t.name == "persona-judge"][0]
     assert list(points.x) == [a["mean"]["A"] for a in result["answers"] if a["spec"] == "persona-judge"]
-    with pytest.raises(InputError, match="two different personas"):
+    with pytest.raises(InputError, match="Pick two different axes: personas among A, B"):
         charts.front_figure(result, "A", "A")
     html = render.front_summary_html(result)
     assert 'data-spec="persona-judge"' in html and "baseline" in html

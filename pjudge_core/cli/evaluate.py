@@ -1,6 +1,7 @@
 """`python -m pjudge_core eval {rm, judge, align-acc, report}`: score batch outputs and models.
 
-`eval fit` and `eval infer-acc` live in `personas` and are registered here.
+`eval fit` and `eval infer-acc` live in `personas`, `eval meters` in `meters`; they are
+registered here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..evaluation.pairwise import judge_win_rate
 from ..evaluation.records import load_records
 from ..evaluation.report import write_report
 from ..evaluation.reward_model import load_reward_model, score_rm
-from . import personas, sharded
+from . import meters, personas, sharded
 from .args import add_model_arguments, add_scoring_arguments, progress_bar
 from .output import add_output_arguments, interval, write_json
 
@@ -86,7 +87,7 @@ def _report(args: argparse.Namespace) -> int:
     if not args.out_md and not args.out_html:
         raise InputError("Nothing to write: pass --out-md and/or --out-html.")
     result = write_report(args.inp, args.scores, out_md=args.out_md, out_html=args.out_html,
-                          axes=(args.fit_x, args.fit_y))
+                          axes=(args.fit_x, args.fit_y), baseline=args.baseline)
     print(result["markdown"])
     return 0
 
@@ -99,8 +100,8 @@ def _pair_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    ev = sub.add_parser("eval", help="score batch outputs (reward model, pairwise judge, persona fit), judge "
-                                     "capacity, persona inference accuracy, reports")
+    ev = sub.add_parser("eval", help="score batch outputs (reward model, pairwise judge, persona fit, meters), "
+                                     "judge capacity, persona inference accuracy, reports")
     evs = ev.add_subparsers(dest="eval_command", required=True)
 
     rm = evs.add_parser("rm", help="reward-model scores per run spec and the paired difference")
@@ -135,8 +136,12 @@ def add_parser(sub) -> None:
     aa.set_defaults(func=_align_acc)
 
     rp = evs.add_parser("report", help="Markdown table and plotly HTML comparing the run specs")
-    rp.add_argument("--in", dest="inp", required=True, help="batch output JSONL")
+    rp.add_argument("--in", dest="inp", required=True, action="extend", nargs="+", metavar="FILE",
+                    help="batch output JSONL; repeat (or list several) to report on several runs, e.g. one per "
+                         "persona combination")
     rp.add_argument("--scores", nargs="*", default=[], help="JSON files from eval rm/judge/align-acc/fit --out")
+    rp.add_argument("--baseline", default="direct",
+                    help="run spec the win-rate tables compare with (default direct)")
     rp.add_argument("--out-md", default=None)
     rp.add_argument("--out-html", default=None)
     rp.add_argument("--fit-x", default=None, metavar="LABEL",
@@ -146,3 +151,4 @@ def add_parser(sub) -> None:
     rp.set_defaults(func=_report)
 
     personas.add_eval_parsers(evs)
+    meters.add_eval_parsers(evs)

@@ -6,6 +6,8 @@ a shared prefix), `alignment` (AlignX alignment accuracy, the app's judge capaci
 (persona fit of an answer: the model's per-token implicit reward under each persona), `compare`
 (seeded samples of several run specs scored by fit), `inference` (which persona a user's pairs
 reveal), `sharding` (those scorers split across processes, resumable), `reward_model`,
-`pairwise` (a local LM as judge), `report` and `fit_report` (Markdown and plotly) and
-`benchmark` (speed and memory ratios). Functions return plain data; nothing here prints.
+`pairwise` (a local LM as judge), `meters` (reading grade, words, VADER sentiment: no model) and
+`meter_eval` (`eval meters` and their validity), `wins` (win rates against a baseline) and
+`table2` (the paper's layout), `report` and `fit_report` (Markdown and plotly) and `benchmark`
+(speed and memory ratios). Functions return plain data; nothing here prints.
 """

@@ -5,7 +5,8 @@ The section gives, per run spec, the mean fit under each persona (nats per token
 t-interval and the share of prompts where the spec beats the baseline (direct prompting) on every
 persona, with a 95% Wilson interval. The scatter has one point per answer, its fit under persona
 x against its fit under persona y, and each spec's means with their intervals as error bars: the
-front that multi-objective alignment papers draw.
+front that multi-objective alignment papers draw. An axis may be something else scored per answer
+(the app puts a meter there): the score dict then names it in ``axis_titles`` {axis: title}.
 """
 
 from __future__ import annotations
@@ -97,11 +98,11 @@ def fit_scatter(sc: dict, x: str, y: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[mx["mean"]], y=[my["mean"]], mode="markers", name=f"{spec} mean (95% CI)",
                                  legendgroup=spec, error_x=bars(mx), error_y=bars(my),
                                  marker=dict(color=colour, size=15, symbol="diamond", line=dict(color="black", width=1))))
-    prefs = sc["preferences"]
+    prefs, titles = sc["preferences"], sc.get("axis_titles") or {}
     fig.add_hline(y=0, line=dict(color="#adb5bd", width=1))
     fig.add_vline(x=0, line=dict(color="#adb5bd", width=1))
     fig.update_layout(title=f"Persona fit per answer, nats per token — scored by {sc.get('model', 'the model')}",
                       template="plotly_white",
-                      height=560, xaxis_title=f"fit under {x}: {_short(prefs[x])}",
-                      yaxis_title=f"fit under {y}: {_short(prefs[y])}")
+                      height=560, xaxis_title=titles.get(x) or f"fit under {x}: {_short(prefs[x])}",
+                      yaxis_title=titles.get(y) or f"fit under {y}: {_short(prefs[y])}")
     return fig

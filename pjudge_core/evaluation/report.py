@@ -1,11 +1,14 @@
-"""A comparison report of a batch run: one Markdown table and one plotly HTML figure.
+"""A comparison report of one or more batch runs: Markdown tables and one plotly HTML page.
 
-Per run spec: responses, mean length (words and new tokens), tokens/s (all tokens over the
-machine time the records used: `compute_seconds`, each record's share of the forwards it shared with
-others, so the figure holds for records decoded together; older records without it fall back to
-their seconds), Persona-judge's acceptance rate (mean over responses), share stopped by end-of-sequence;
-plus any score files written by ``eval rm --out`` / ``eval judge --out`` / ``eval align-acc --out``
-/ ``eval fit --out``. Persona-fit files add their own section and scatter (`fit_report`).
+Per run spec (pooled over the runs): responses, mean length (words and new tokens), tokens/s (all
+tokens over the machine time the records used: `compute_seconds`, each record's share of the
+forwards it shared with others, so the figure holds for records decoded together; older records
+without it fall back to their seconds), Persona-judge's acceptance rate (mean over responses),
+share stopped by end-of-sequence; plus any score files written by ``eval rm --out`` / ``eval judge
+--out`` / ``eval align-acc --out`` / ``eval fit --out``. Persona-fit files add their own section and
+scatter (`fit_report`). When the runs' personas have meters, or fit and judge files name personas,
+the paper's layout follows (`table2`): per signal, each spec's win rate against the baseline per
+objective.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
+from .fit import BASELINE
 from .fit_report import check_fit_scores, fit_axes, fit_markdown, fit_scatter
 from .records import load_records, spec_key, specs_in
+from .table2 import signal_tables, tables_figure, tables_markdown
 
 KINDS = ("rm", "judge", "align-acc", "fit")
 
@@ -78,7 +83,8 @@ def _interval(d: dict, digits=3) -> str:
     return f"{_f(centre, digits)} [{_f(d['low'], digits)}, {_f(d['high'], digits)}]"
 
 
-def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
+def markdown(summary: dict, scores: list[dict], source: str = "", tables: list[dict] = (),
+             baseline: str = BASELINE) -> str:
     lines = [f"# Run comparison{f' — {source}' if source else ''}", ""]
     cols = ["run spec", "responses", "mean words", "mean new tokens", "tokens/s", "acceptance rate", "stopped at EOS"]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -106,6 +112,8 @@ def markdown(summary: dict, scores: list[dict], source: str = "") -> str:
         else:
             lines += [f"## Alignment accuracy: {sc.get('model', '')}", "",
                       f"Accuracy {_interval(sc)} over {sc['n']} pairs (ties count ½)."]
+    if tables:
+        lines += [""] + tables_markdown(tables, baseline)
     return "\n".join(lines) + "\n"
 
 
@@ -142,24 +150,34 @@ def figure(summary: dict, scores: list[dict]):
     return fig
 
 
-def write_report(records_path, score_paths=(), out_md=None, out_html=None, axes: tuple = (None, None)) -> dict:
-    """Markdown and/or HTML report; `axes` = (x, y) personas of the persona-fit scatters (default A, B).
+def write_report(records_paths, score_paths=(), out_md=None, out_html=None, axes: tuple = (None, None),
+                 baseline: str = BASELINE) -> dict:
+    """Markdown and/or HTML report of one batch run or several (a path or a list of paths);
+    `axes` = (x, y) personas of the persona-fit scatters (default A, B); `baseline` is the spec
+    the win-rate tables compare with.
 
     Everything is read and checked before anything is written.
     """
-    records = load_records(records_path)
+    paths = [records_paths] if isinstance(records_paths, (str, Path)) else list(records_paths)
+    if not paths:
+        raise InputError("No batch run to report on: pass --in FILE.")
+    runs = [(Path(p).name, load_records(p)) for p in paths]
+    records = [rec for _, recs in runs for rec in recs]
     summary = summarize(records)
     scores = load_scores(score_paths)
     scatters = [(sc, xy) for sc in scores if sc["kind"] == "fit" for xy in [fit_axes(sc, *axes)] if xy]
-    md = markdown(summary, scores, source=Path(records_path).name)
+    tables = signal_tables(runs, scores, baseline)
+    md = markdown(summary, scores, source=", ".join(name for name, _ in runs), tables=tables, baseline=baseline)
     if out_md:
         Path(out_md).parent.mkdir(parents=True, exist_ok=True)
         Path(out_md).write_text(md, encoding="utf-8")
     if out_html:
-        figures = [figure(summary, scores)] + [fit_scatter(sc, *xy) for sc, xy in scatters]
+        figures = ([figure(summary, scores)] + ([tables_figure(tables, baseline)] if tables else [])
+                   + [fit_scatter(sc, *xy) for sc, xy in scatters])
         # One page, plotly.js embedded once (offline), one div per figure.
         body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
         Path(out_html).parent.mkdir(parents=True, exist_ok=True)
         Path(out_html).write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Run comparison"
                                   f"</title></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
-    return {"summary": summary, "markdown": md, "scores": [s.get("metric", s["kind"]) for s in scores]}
+    return {"summary": summary, "markdown": md, "scores": [s.get("metric", s["kind"]) for s in scores],
+            "tables": tables}

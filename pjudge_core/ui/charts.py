@@ -7,7 +7,8 @@
 * `heatmap_figure`: blocks (rows) x position in the block (columns), each cell coloured by what
   the judge decided (accepted / resampled / bonus), hover with token, p, q, p/q, drafter and judge.
 * `fit_heatmap_figure`: persona fit per token of finished answers (a row per persona).
-* `front_figure`: a sampled front, one point per answer and each method's means (`fit_report`).
+* `front_figure`: a sampled front, one point per answer and each method's means (`fit_report`);
+  an axis is a persona's fit or an independent meter (`evaluation.meters`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from ..engine.trace import Step
 from ..errors import InputError
 from ..evaluation.fit import Fit
 from ..evaluation.fit_report import fit_scatter
+from ..evaluation.meters import METERS, measure
+from ..evaluation.stats import mean_interval
 
 COLORS = {"accepted": "#2e9e5b", "resampled": "#d9534f", "bonus": "#3b7dd8", "sampled": "#888888"}
 DRAFTER_COLORS = {"A": "#e08a00", "B": "#8a4fd8", "C": "#0f9d8f", "D": "#d6336c"}
@@ -67,33 +70,43 @@ def app_style(fig: go.Figure) -> go.Figure:
 
 
 def front_figure(result: Mapping | None, x: str, y: str) -> go.Figure | None:
-    """A sampled front (`compare` result) as the report's scatter, axes = personas x and y, styled
-    for the page, legend under the plot so a phone keeps the width for the points."""
+    """A sampled front (`compare` result) as the report's scatter, axes = a persona's fit or a
+    meter each, styled for the page, legend under the plot so a phone keeps the width for the points."""
     if not result:
         return None
     check_axes(result["labels"], x, y)
-    fig = fit_scatter(front_scores(result), x, y)
+    fig = fit_scatter(front_scores(result, [a for a in (x, y) if a in METERS]), x, y)
     fig.update_layout(template="plotly")  # the report's white template would be a white box in dark mode
     app_style(fig)
-    fig.update_layout(title={"text": "Persona fit per answer, nats per token", "font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
+    title = ("Persona fit per answer, nats per token" if x not in METERS and y not in METERS
+             else "Per answer: persona fit (nats per token) and independent meters")
+    fig.update_layout(title={"text": title, "font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 60, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
     return fig
 
 
 def check_axes(labels, x, y) -> None:
-    """The front's axes must be two different personas of the run."""
-    labels = list(labels)
-    if x not in labels or y not in labels or x == y:
-        raise InputError(f"Pick two different personas for the axes among {', '.join(labels)}.")
+    """The front's axes must be two different personas of the run or meters."""
+    axes = list(labels) + list(METERS)
+    if x not in axes or y not in axes or x == y:
+        raise InputError(f"Pick two different axes: personas among {', '.join(labels)}, or meters "
+                         f"({', '.join(METERS)}).")
 
 
-def front_scores(result: Mapping) -> dict:
-    """A `compare` result as `fit_report.fit_scatter`'s score dict (answers without a fit left out)."""
-    scores = [{"id": f"sample {a['sample']} (seed {a['seed']})", "spec": a["spec"], "mean": a["mean"]}
-              for a in result["answers"] if a.get("mean")]
+def front_scores(result: Mapping, meters: Sequence[str] = ()) -> dict:
+    """A `compare` result as `fit_report.fit_scatter`'s score dict (answers without a fit left out),
+    with the named meters of each answer's text next to its fits (higher on the axis = more of it)."""
+    answers = [a for a in result["answers"] if a.get("mean")]
+    values = [measure(a["text"], meters) if meters else {} for a in answers]
+    scores = [{"id": f"sample {a['sample']} (seed {a['seed']})", "spec": a["spec"], "mean": {**a["mean"], **v}}
+              for a, v in zip(answers, values) if all(v[m] is not None for m in meters)]
+    by_spec = {spec: {**by_label, **{m: mean_interval([s["mean"][m] for s in scores if s["spec"] == spec])
+                                     for m in meters}}
+               for spec, by_label in result["by_spec"].items()}
     # The scatter's axis titles quote the preferences, which plotly would read as its markup.
     preferences = {label: plotly_text(text) for label, text in result["preferences"].items()}
-    return {**result, "preferences": preferences, "scores": scores}
+    titles = {m: f"{METERS[m].title} ({m})" for m in meters}
+    return {**result, "preferences": preferences, "scores": scores, "by_spec": by_spec, "axis_titles": titles}
 
 
 def _hover(step: Step) -> str:
@@ -225,10 +238,11 @@ def heatmap_figure(steps: Sequence[Step], height: int | None = None) -> go.Figur
 FIT_CLIP = 3.0  # nats: the colour scale ends here so one extreme token does not wash out the rest
 
 
-def fit_heatmap_figure(fits: Mapping[str, Fit], persona_names: Mapping[str, str] | None = None) -> go.Figure:
+def fit_heatmap_figure(fits: Mapping[str, Fit], persona_names: Mapping[str, str] | None = None,
+                       model: str | None = None) -> go.Figure:
     """Persona fit per token: one subplot per answer (`fits` is {panel title: Fit}), a row per
     persona, a column per token, coloured by that token's implicit reward under that persona
-    (blue: the persona made the model more willing to write it; red: less)."""
+    (blue: the persona made the model more willing to write it; red: less). `model` names the scorer."""
     names = persona_names or {}
     titles = list(fits)
     rows = max(1, len(titles))
@@ -249,7 +263,8 @@ def fit_heatmap_figure(fits: Mapping[str, Fit], persona_names: Mapping[str, str]
             hovertemplate=f"<b>{plotly_text(title)}</b><br>token %{{x}}: %{{customdata}}<br>%{{y}}: fit "
                           "%{z:+.2f} nats<extra></extra>"), row=row, col=1)
         fig.update_yaxes(autorange="reversed", row=row, col=1)
-    _layout(fig, "Persona fit per token (scored by the same model)", 110 + sum(34 * h + 50 for h in heights))
+    scorer = f"under {plotly_text(model)}" if model else "(scored by the same model)"
+    _layout(fig, f"Persona fit per token {scorer}", 110 + sum(34 * h + 50 for h in heights))
     fig.update_layout(coloraxis={"colorscale": "RdBu", "cmin": -span, "cmax": span, "cmid": 0,
                                  "colorbar": {"title": {"text": "nats"}, "thickness": 12}})
     fig.update_xaxes(title_text="token", row=rows, col=1)

@@ -17,6 +17,8 @@ import gradio as gr
 from ..errors import PJudgeError
 from ..evaluation.alignment import judge_capacity
 from ..evaluation.fit import NOTE
+from ..evaluation.meters import NOTE as METERS_NOTE
+from ..evaluation.meters import measure
 from ..presets import pair, pair_personas, persona_text
 from . import charts, insight, lab, records, render
 from .access import Access
@@ -103,17 +105,19 @@ class Studio:
             return
 
         fits: dict[str, tuple] = {}  # slot -> (Fit or None, reason), once its answer is finished
+        meters: dict[str, dict] = {}  # slot -> the answer's independent meters, once it is finished
 
         def panel(slot: str, running: bool) -> str:
             p = run.panels[slot]
-            fit = render.fit_html(*fits[slot], persona_names=names) if slot in fits else ""
+            fit = render.fit_html(*fits[slot], persona_names=names, model=lm.name) if slot in fits else ""
             return render.panel_html(p.spec.label, _about(slot), p.steps, running=running and not p.done,
                                      stats=p.result.stats if p.result else None, persona_names=names,
-                                     elapsed=time.perf_counter() - run.started, extra=fit)
+                                     elapsed=time.perf_counter() - run.started,
+                                     extra=fit + render.meters_html(meters.get(slot)))
 
         def fit_figure():
             scored = {run.panels[slot].spec.label: fit for slot, (fit, _) in fits.items() if fit is not None}
-            return charts.fit_heatmap_figure(scored, names)
+            return charts.fit_heatmap_figure(scored, names, model=lm.name)
 
         placeholder = {slot: render.panel_html(run.panels[slot].spec.label, _about(slot), [], running=True)
                        for slot in specs}
@@ -136,6 +140,7 @@ class Studio:
                 p = run.panels[slot]
                 if p.result is not None and slot not in fits:  # just finished: score it while the others go on
                     fits[slot] = insight.panel_fit(lm, query, preferences, p.result)
+                    meters[slot] = measure(p.result.text)
                     last = time.perf_counter()
                     yield out({s: panel(s, True) for s in changed}, fit_plot=fit_figure())
                     changed = set()
@@ -146,24 +151,25 @@ class Studio:
                     last = now
                     yield out({s: panel(s, True) for s in changed})
                     changed = set()
-            yield self._finish(run, out, form, lm, query, panel, fits, previous)
+            yield self._finish(run, out, form, lm, query, panel, fits, meters, previous)
         except PJudgeError as exc:
             yield out(message=render.message_html(str(exc), "error"))
         finally:  # Stop (GeneratorExit here) or an error: release the model for the next click
             run.close()
 
-    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, previous) -> tuple:
+    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous) -> tuple:
         pj = next((p for p in run.panels.values() if p.spec.method in ("persona-judge", "official")), None)
         panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps)
                          for p in run.panels.values()]
-        fit_record = {"note": NOTE, "unit": "nats per token",
+        fit_record = {"note": NOTE, "unit": "nats per token", "model": lm.name,
                       "panels": {slot: fit.to_dict() if fit is not None else {"reason": reason}
                                  for slot, (fit, reason) in fits.items()}}
         record = records.lab_record(
             model=lm.describe(), query=query,
             personas={label: {"name": form.names[label], "text": text} for label, text in form.preferences.items()},
             settings=form.settings.to_dict(), panels=panel_records,
-            extra={"fit": fit_record, **records.carried_over(previous)})
+            extra={"fit": fit_record, "meters": {"note": METERS_NOTE, "panels": meters},
+                   **records.carried_over(previous)})
         path = records.write_record(record)
         summary = ", ".join(f"{p.spec.label} {len(p.steps)} tokens" for p in run.panels.values())
         return out(

@@ -16,6 +16,7 @@ from ..errors import InputError, PJudgeError
 from ..evaluation.compare import stream_compare
 from ..evaluation.fit import NOTE
 from ..evaluation.inference import infer_persona, preset_names
+from ..evaluation.meters import METERS
 from . import charts, insight, records, render
 from .access import Access
 from .form import number, read_form
@@ -100,10 +101,17 @@ class InsightHandlers:
         yield skip, skip, skip, gr.update(value=records.write_record(record), visible=True), record
 
     @staticmethod
-    def axes_choices(n_personas):
-        """-> x axis persona, y axis persona: the choices for n personas (A and B stay selected)."""
+    def axis_choices(n_personas) -> list[tuple[str, str]]:
+        """(label, value) of a front axis: each persona's fit, then each independent meter."""
         labels = list("ABCD"[:max(2, min(4, int(n_personas or 2)))])
-        return gr.update(choices=labels), gr.update(choices=labels)
+        return [(f"fit under {label}", label) for label in labels] + \
+            [(f"{meter.short} ({name})", name) for name, meter in METERS.items()]
+
+    @staticmethod
+    def axes_choices(n_personas):
+        """-> x axis, y axis: the choices for n personas and the meters (A and B stay selected)."""
+        choices = InsightHandlers.axis_choices(n_personas)
+        return gr.update(choices=choices), gr.update(choices=choices)
 
     @staticmethod
     def front_axes(result, x, y):

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from ..engine.trace import Step
+from ..evaluation.meters import METERS, format_value
 from ..evaluation.repetition import repeated_ngram_share
 
 DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
@@ -220,18 +221,35 @@ def _signed(x: float) -> str:
     return f"{x:+.2f}".replace("-", "−")
 
 
-def fit_html(fit, reason: str = "", persona_names: dict[str, str] | None = None) -> str:
-    """One line in a finished panel: the answer's mean persona fit under each persona (nats/token)."""
+def fit_html(fit, reason: str = "", persona_names: dict[str, str] | None = None, model: str | None = None) -> str:
+    """One line in a finished panel: the answer's mean persona fit under each persona (nats/token),
+    naming the model that scored it."""
+    by = f" under {model}" if model else ""
     if fit is None:
-        return f'<div class="pj-fit pj-fit-none">{esc("Persona fit: " + reason)}</div>' if reason else ""
+        return f'<div class="pj-fit pj-fit-none">{esc(f"Persona fit{by}: " + reason)}</div>' if reason else ""
     names = persona_names or {}
     chips = "".join(
         f'<span class="pj-fit-chip drafter-{esc(label)}" data-label="{esc(label)}" data-fit="{value:.6f}" '
         f'title="{esc(f"mean over {len(fit.token_ids)} tokens; total {fit.total[label]:+.2f} nats")}">'
         f'{esc(_persona(label, names))} {esc(_signed(value))}</span>'
         for label, value in fit.mean.items())
-    return (f'<div class="pj-fit" title="log p(token | query, persona) − log p(token | query), averaged over the '
-            f'answer: above 0 the persona made this answer more likely">Persona fit, nats/token: {chips}</div>')
+    model_attr = f' data-model="{esc(model)}"' if model else ""
+    return (f'<div class="pj-fit"{model_attr} title="log p(token | query, persona) − log p(token | query), averaged '
+            f'over the answer: above 0 the persona made this answer more likely">'
+            f'{esc(f"Persona fit{by}, nats/token:")} {chips}</div>')
+
+
+def meters_html(values: dict | None) -> str:
+    """One line in a finished panel: "grade 8.1 · 54 words · sentiment +0.62" (`evaluation.meters`);
+    each value carries its library name (``data-meter``) and what it measures (hover)."""
+    if not values:
+        return ""
+    chips = " · ".join(
+        f'<span class="pj-meter" data-meter="{esc(name)}" data-value="{esc("" if values[name] is None else values[name])}" '
+        f'title="{esc(f"{name}: {METERS[name].about}")}">{esc(format_value(name, values[name]))}</span>'
+        for name in METERS if name in values)
+    return (f'<div class="pj-meters" title="Independent meters (textstat, VADER): no language model involved; '
+            f'English only">{chips}</div>')
 
 
 def front_summary_html(result: dict) -> str:
