@@ -18,7 +18,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from ..engine.engine import DEFAULT_ROWS
 from ..engine.loading import load_model
+from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
 from ..errors import InputError
@@ -46,7 +48,8 @@ def settings(args: argparse.Namespace) -> DecodeSettings:
 
 
 def reproduce(lm, prompts: list[dict], out_dir: Path, *, combos, specs: str, decode: DecodeSettings,
-              fit: bool = True, fit_lm=None, judge_lm=None, baseline: str = BASELINE, progress: bool = True) -> dict:
+              fit: bool = True, fit_lm=None, judge_lm=None, baseline: str = BASELINE, progress: bool = True,
+              rows: int = DEFAULT_ROWS) -> dict:
     """Run, score and report (module docstring); returns the files and seconds per stage."""
     out_dir.mkdir(parents=True, exist_ok=True)
     personas = presets().personas
@@ -66,8 +69,11 @@ def reproduce(lm, prompts: list[dict], out_dir: Path, *, combos, specs: str, dec
         path = out_dir / f"{name}.jsonl"
         print(f"[{k}/{len(combos)}] {' + '.join(combo)} -> {path}", file=sys.stderr)
         started = time.perf_counter()
-        summary = run_batch(lm, prompts, texts, path, specs=specs, settings=decode, resume=True, progress=progress)
+        summary = run_batch(lm, prompts, texts, path, specs=specs, settings=decode, resume=True, progress=progress,
+                            rows=rows)
         timings["generate"] += time.perf_counter() - started
+        for failure in summary["failed"]:
+            print(f"skipped {failure['id']} {failure['spec']}: {failure['error']}", file=sys.stderr)
         records, changed = load_records(path), summary["written"] > 0
         runs.append(path)
         if fit:
@@ -90,6 +96,7 @@ def reproduce(lm, prompts: list[dict], out_dir: Path, *, combos, specs: str, dec
 
 
 def run(args: argparse.Namespace) -> int:
+    check_rows(args.rows)
     combos = combinations(args.combinations)
     specs = parse_specs(args.specs)
     if args.baseline not in [s.key for s in specs]:
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
           f"{decode.max_new_tokens} new tokens", file=sys.stderr)
     result = reproduce(lm, prompts, Path(args.out_dir), combos=combos, specs=args.specs, decode=decode,
                        fit=not args.no_fit, fit_lm=fit_lm, judge_lm=judge_lm, baseline=args.baseline,
-                       progress=not args.quiet)
+                       progress=not args.quiet, rows=args.rows)
     print(result["markdown"])
     stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result["timings"].items())
     total = time.perf_counter() - started
@@ -139,6 +146,7 @@ def add_parser(sub) -> None:
     p.add_argument("--judge", default=None,
                    help="also judge each spec against the baseline per persona with this model (eval judge)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help=f"records decoded together (default {DEFAULT_ROWS})")
     add_model_arguments(p)
     add_decode_arguments(p, seed=0)
     p.set_defaults(func=run)
