@@ -220,3 +220,63 @@ def test_cancelling_one_request_from_another_thread_leaves_the_others_untouched(
     for result, request in zip(results, others):
         assert result is not None and trace(result) == trace(alone(lm, request))
     assert engine.pool.used == 0
+
+
+# --------------------------------------------------------------------------- forward turns
+
+def test_forwards_from_several_threads_take_turns_and_a_failing_forward_hands_its_turn_on():
+    from pjudge_core.engine.turns import install
+    lm = make_tiny_lm()
+    turns = install(lm)
+    assert install(lm) is turns  # once per model
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def count(delta):
+        def hook(*args):
+            with lock:
+                inside[0] += delta
+                most[0] = max(most[0], inside[0])
+        return hook
+
+    layer = lm.model.model.layers[0]  # inside the turn: a layer of the decoder stack
+    hooks = [layer.register_forward_pre_hook(count(1)), layer.register_forward_hook(count(-1))]
+    try:
+        with pytest.raises(Exception):
+            lm.model(input_ids=torch.tensor([[10**6]]))  # an id outside the vocabulary: the forward raises
+
+        def work(seed):
+            generate_many(lm, mixed_requests(3, seed=seed), rows=3)
+
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)  # nobody waits for the turn of the failed forward
+    finally:
+        for hook in hooks:
+            hook.remove()
+        turns.remove()
+    assert most[0] == 1  # never two forwards at once
+
+
+def test_a_lab_run_on_a_shared_engine_stops_only_its_own_panels():
+    from pjudge_core.ui import lab
+    lm = make_tiny_lm()
+    engine = Engine(lm, rows=8).start()
+    settings = DecodeSettings(max_new_tokens=200, seed=4)
+    specs = {slot: lab.slot_spec(slot) for slot in ("persona-judge", "direct")}
+    mine = lab.LabRun(lm, QUERIES[0], PREFS[:2], specs, settings, engine=engine)
+    theirs = lab.LabRun(lm, QUERIES[1], PREFS[:2], specs, settings.replace(max_new_tokens=30), engine=engine)
+    for n, _ in enumerate(mine):
+        if n == 6:
+            break
+    mine.close()
+    list(theirs)
+    assert theirs.done and all(p.result is not None for p in theirs.panels.values())
+    for slot, spec in specs.items():
+        assert theirs.panels[slot].result.token_ids == spec.run(lm, QUERIES[1], PREFS[:2],
+                                                                settings.replace(max_new_tokens=30)).token_ids
+    engine.close()
+    assert all(p.ticket.state == "cancelled" and p.result is None for p in mine.panels.values())
+    assert max(len(p.ticket.steps) for p in mine.panels.values()) < 200

@@ -32,6 +32,7 @@ Contract:
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -62,8 +63,9 @@ class Task:
 class Ticket:
     """A submitted task: its steps as they are decided, then its `result` (or `error`)."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: Task, listener: queue.Queue | None = None):
         self.task = task
+        self.listener = listener  # also receives (ticket, step) and (ticket, None) at the end
         self.steps: list[Step] = []
         self.result: Result | None = None
         self.error: BaseException | None = None
@@ -102,11 +104,15 @@ class Ticket:
         with self._changed:
             self.steps.append(step)
             self._changed.notify_all()
+        if self.listener is not None:
+            self.listener.put((self, step))
 
     def _end(self, state: str, result: Result | None = None, error: BaseException | None = None) -> None:
         with self._changed:
             self.state, self.result, self.error = state, result, error
             self._changed.notify_all()
+        if self.listener is not None:
+            self.listener.put((self, None))
 
 
 class Engine:
@@ -128,8 +134,9 @@ class Engine:
         self._closing = False
 
     # ------------------------------------------------------------------ any thread
-    def submit(self, task: Task) -> Ticket:
-        ticket = Ticket(task)
+    def submit(self, task: Task, listener: queue.Queue | None = None) -> Ticket:
+        """Queue `task`; its ticket's steps also go to `listener` (one queue may serve several tickets)."""
+        ticket = Ticket(task, listener)
         with self._work:
             if self._closing:
                 raise RuntimeError("this engine is closed")
@@ -151,6 +158,16 @@ class Engine:
     def busy(self) -> bool:
         with self._lock:
             return bool(self.waiting or self.running)
+
+    @property
+    def threaded(self) -> bool:
+        """True once `start()` has given the engine its own stepping thread."""
+        return self._thread is not None
+
+    def ahead_of(self, ticket: Ticket) -> int:
+        """How many requests wait before `ticket` (0 once it runs)."""
+        with self._lock:
+            return self.waiting.index(ticket) if ticket in self.waiting else 0
 
     # ------------------------------------------------------------------ the stepping thread
     def step(self) -> list[tuple[Ticket, Step | None]]:

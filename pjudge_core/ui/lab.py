@@ -10,6 +10,7 @@ the app's handler renders the panels a few times per second while iterating a `L
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -92,23 +93,41 @@ class Panel:
 class LabRun:
     """Every ticked spec on the same query, preferences, settings and seed, decoded together.
 
-    Iterating yields the slot that just received a step (or finished). `close()` stops every
-    panel (a Stop click); the panels keep what they had.
+    With no `engine` the run has a private one that its iteration steps (one visitor, or a ZeroGPU
+    call batching its own panels); with a shared, started `Engine` (one loop for every visitor) its
+    panels join that engine's next step and leave when they finish or `close()` cancels them,
+    touching nobody else's rows. Iterating yields the slot that just received a step (or finished),
+    and None about every `HEARTBEAT_S` while nothing arrives (so a caller can show that the run
+    waits for a row, check its time limit, or be stopped). `close()` stops every panel of this run
+    (a Stop click); the panels keep what they had.
     """
 
+    HEARTBEAT_S = 0.5
+
     def __init__(self, lm, query: str, preferences: Mapping[str, str], specs: Mapping[str, RunSpec],
-                 settings: DecodeSettings):
+                 settings: DecodeSettings, engine: Engine | None = None):
         if not specs:
             raise InputError("Tick at least one method to compare.")
         # Every spec is validated (and its prompts built) before anything decodes.
         tasks = {slot: spec.task(lm, query, preferences, settings) for slot, spec in specs.items()}
         self.started = time.perf_counter()
-        self.engine = Engine(lm, rows=len(tasks))
-        self.panels = {slot: Panel(slot, specs[slot], self.engine.submit(task)) for slot, task in tasks.items()}
+        self.shared = engine is not None
+        self.engine = engine if engine is not None else Engine(lm, rows=len(tasks))
+        self.events: queue.Queue = queue.Queue()
+        self.panels = {slot: Panel(slot, specs[slot], self.engine.submit(task, self.events))
+                       for slot, task in tasks.items()}
         self._slot = {id(p.ticket): slot for slot, p in self.panels.items()}
 
-    def __iter__(self) -> Iterator[str]:
-        for ticket, step in self.engine.stream():
+    def __iter__(self) -> Iterator[str | None]:
+        while not self.done:
+            if not self.engine.threaded and self.events.empty():
+                self.engine.step()  # a private engine is stepped by whoever iterates
+                continue
+            try:
+                ticket, step = self.events.get(timeout=self.HEARTBEAT_S)
+            except queue.Empty:
+                yield None
+                continue
             panel = self.panels[self._slot[id(ticket)]]
             if step is None:
                 if ticket.error is not None:
@@ -121,8 +140,20 @@ class LabRun:
                     panel.first_token_s = time.perf_counter() - self.started
             yield panel.slot
 
+    @property
+    def waiting(self) -> int:
+        """0 once a panel decodes; else how many requests of other runs are ahead of this one."""
+        tickets = [p.ticket for p in self.panels.values()]
+        if any(t.state != "waiting" for t in tickets):
+            return 0
+        return min(self.engine.ahead_of(t) for t in tickets) + 1
+
     def close(self) -> None:
-        self.engine.close()
+        if self.shared:
+            for panel in self.panels.values():
+                self.engine.cancel(panel.ticket)
+        else:
+            self.engine.close()
         for panel in self.panels.values():
             panel.stopped = panel.result is None
 
