@@ -171,24 +171,32 @@ def test_fusions_first_token_follows_the_fused_distribution(tiny_lm, alpha, weig
 
 # --------------------------------------------------------------------------- repetition penalty
 
-def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(repetitive_lm):
-    """Persona-judge-Base (B judges every block): given the first token x, the second token is
-    distributed as B's distribution with x penalised. Runs whose first token is the most common
-    one are kept; the test checks the penalised distribution and rejects the unpenalised one."""
-    lm, penalty = repetitive_lm, 1.5
-    settings = SAMPLING.replace(max_new_tokens=2, lam=2, alternate=False, repetition_penalty=penalty)
-    runs = [generate(lm, "persona-judge", QUERY, [A, B], settings.replace(seed=s)) for s in range(N)]
+PENALTY = 1.5
+PENALISED = SAMPLING.replace(max_new_tokens=2, lam=2, alternate=False, repetition_penalty=PENALTY)
+
+
+def second_token_follows_the_penalised_judge(lm, runs, label: str) -> None:
+    """Given the most common first token x, the second token follows B's distribution with x penalised
+    (and not the unpenalised one)."""
     firsts = np.array([r.token_ids[0] for r in runs])
     x = int(np.bincount(firsts).argmax())
     seconds = np.array([r.token_ids[1] for r in runs if r.token_ids[0] == x])
     assert len(seconds) > 250
     logits = raw_logits(lm, [B], output=[x])
     penalised = logits.clone()
-    penalised[x] = penalised[x] / penalty if penalised[x] > 0 else penalised[x] * penalty
+    penalised[x] = penalised[x] / PENALTY if penalised[x] > 0 else penalised[x] * PENALTY
     expected, unpenalised = warp(penalised), warp(logits)
-    assert goodness_of_fit(seconds, expected, "repetition penalty: 2nd token vs penalised B") > ALPHA
+    assert goodness_of_fit(seconds, expected, f"{label}repetition penalty: 2nd token vs penalised B") > ALPHA
     assert total_variation(expected, unpenalised) > 0.2
-    assert goodness_of_fit(seconds, unpenalised, "power: 2nd token vs unpenalised B") < ALPHA
+    assert goodness_of_fit(seconds, unpenalised, f"power: {label}2nd token vs unpenalised B") < ALPHA
+
+
+def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(repetitive_lm):
+    """Persona-judge-Base (B judges every block): given the first token x, the second token is
+    distributed as B's distribution with x penalised. Runs whose first token is the most common
+    one are kept; the test checks the penalised distribution and rejects the unpenalised one."""
+    runs = [generate(repetitive_lm, "persona-judge", QUERY, [A, B], PENALISED.replace(seed=s)) for s in range(N)]
+    second_token_follows_the_penalised_judge(repetitive_lm, runs, "")
 
 
 # --------------------------------------------------------------------------- the same, decoded in batches
@@ -223,15 +231,5 @@ def test_in_batches_fusion_still_follows_the_fused_distribution(tiny_lm):
 
 
 def test_in_batches_a_later_token_follows_the_penalised_judge(repetitive_lm):
-    lm, penalty = repetitive_lm, 1.5
-    settings = SAMPLING.replace(max_new_tokens=2, lam=2, alternate=False, repetition_penalty=penalty)
-    runs = runs_in_batches(lm, "persona-judge", [A, B], settings, range(N))
-    firsts = np.array([r.token_ids[0] for r in runs])
-    x = int(np.bincount(firsts).argmax())
-    seconds = np.array([r.token_ids[1] for r in runs if r.token_ids[0] == x])
-    assert len(seconds) > 250
-    logits = raw_logits(lm, [B], output=[x])
-    penalised = logits.clone()
-    penalised[x] = penalised[x] / penalty if penalised[x] > 0 else penalised[x] * penalty
-    assert goodness_of_fit(seconds, warp(penalised), "batched, repetition penalty: 2nd token vs penalised B") > ALPHA
-    assert goodness_of_fit(seconds, warp(logits), "power: batched, 2nd token vs unpenalised B") < ALPHA
+    runs = runs_in_batches(repetitive_lm, "persona-judge", [A, B], PENALISED, range(N))
+    second_token_follows_the_penalised_judge(repetitive_lm, runs, "batched, ")
