@@ -116,12 +116,13 @@ def test_a_rolled_back_row_overwrites_what_it_forgot(tiny_lm):
 
 
 def test_feeds_of_similar_width_share_a_forward():
-    assert cut_batches([1] * 8 + [6] * 8) == [(0, 8), (8, 16)]  # drafting rows apart from judging rows
+    assert cut_batches([1] * 8 + [6] * 8) == [(0, 16)]  # drafting and judging rows: padding is cheaper
+    assert cut_batches([1] * 8 + [20] * 8) == [(0, 8), (8, 16)]  # than another forward, until it is not
     assert cut_batches([1, 1, 2, 2]) == [(0, 4)]
     assert cut_batches([1, 200], max_rows=4) == [(0, 1), (1, 2)]  # a prompt is not padded into a draft
     assert len(cut_batches([1] * 10, max_rows=4)) == 3
     assert plan_forwards([1, 6, 1, 6], [3, 0, 1, 2]) == [[1, 2, 3, 0]]  # few rows: one forward, in slot order
-    widths, slots = [1] * 8 + [6] * 8, list(range(15, -1, -1))
+    widths, slots = [1] * 8 + [20] * 8, list(range(15, -1, -1))
     assert plan_forwards(widths, slots) == [list(range(7, -1, -1)), list(range(15, 7, -1))]
 
 
@@ -280,3 +281,17 @@ def test_a_lab_run_on_a_shared_engine_stops_only_its_own_panels():
     engine.close()
     assert all(p.ticket.state == "cancelled" and p.result is None for p in mine.panels.values())
     assert max(len(p.ticket.steps) for p in mine.panels.values()) < 200
+
+
+def test_grouped_attention_gives_the_same_logits_as_transformers_sdpa():
+    from pjudge_core.engine.attention import NAME, use_grouped_attention
+    lm = make_tiny_lm()  # 4 query heads share 2 key/value heads
+    ids = torch.randint(3, 290, (3, 17))
+    mask = torch.ones(3, 17, dtype=torch.long)
+    mask[0, :5] = 0  # a padded row: masked attention with several query positions
+    with torch.no_grad():
+        before = lm.model(input_ids=ids, attention_mask=mask).logits
+        use_grouped_attention(lm.model)
+        assert lm.model.config._attn_implementation == NAME
+        after = lm.model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(before[mask.bool()], after[mask.bool()])

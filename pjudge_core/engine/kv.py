@@ -31,10 +31,12 @@ import torch
 from transformers.cache_utils import Cache
 
 from ..errors import InputError
+from .attention import NAME as GROUPED
+from .attention import use_grouped_attention
 
 # Architectures whose causal-LM head is exactly `lm_head(hidden)`: no soft-capping, no logit scale.
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
-MASKED_ATTENTION = ("sdpa", "eager")
+MASKED_ATTENTION = ("sdpa", "eager", GROUPED)  # implementations that take a prepared 4-D mask
 
 
 def uses_split_projection(model) -> bool:
@@ -73,6 +75,7 @@ class KVPool(Cache):
 
     def __init__(self, model, slots: int = 4, capacity: int = 256):
         super().__init__(layers=[])
+        use_grouped_attention(model)  # batched forwards are masked: no copy of the keys per query head
         self.model = model
         self.slots = slots
         self.capacity = capacity

@@ -30,6 +30,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from ..errors import ModelLoadError
+from .attention import use_grouped_attention
 from .hub import hub_reachable, is_cached, local_models
 
 BUNDLED = "bundled"
@@ -242,6 +243,7 @@ def load_model(
     elif device == "cpu":
         _release_file_memory(model)
     model.eval()
+    use_grouped_attention(model)
     if name == BUNDLED and extra and quantize is None and torch_dtype == torch.float32:
         _save_atomically(model, tokenizer, bundled_cache(), drop_quantization_config=True)
     if name == BUNDLED and quant_config is not None and device == "cpu":

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # What one more forward costs, in padded positions. Measured with SmolLM2-135M in float32 on this
-# project's 2-core CPU: a one-row, one-token forward ~52 ms; eight one-token rows 76 ms; eight
-# rows of five tokens 122 ms: a forward's fixed cost is worth a few dozen positions.
-FORWARD_OVERHEAD = 32
+# project's 2-core CPU (engine forwards over 200 cached tokens): a forward costs about
+# 50 ms + 2 ms per row + 1 ms per padded position (1 row x 1 token 53 ms, 16 x 1 104 ms,
+# 16 x 6 178 ms, 32 x 6 322 ms): a forward's fixed cost is worth ~48 positions.
+FORWARD_OVERHEAD = 48
 MAX_POSITIONS = 8192  # positions in one forward: bounds the activations of batched prompts
 
 

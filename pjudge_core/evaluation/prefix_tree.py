@@ -39,14 +39,10 @@ import torch
 from transformers import DynamicCache
 
 from ..engine.kv import PLAIN_HEAD_MODELS
-from ..engine.scheduler import cut_batches
+from ..engine.scheduler import FORWARD_OVERHEAD, cut_batches  # a forward's fixed cost, in positions
 from ..errors import InputError
 
 Item = tuple[Sequence[int], Sequence[int]]
-# What one more forward costs, in padded positions: on this project's CPU every forward streams
-# all the weights from memory (SmolLM2-135M, float32: ~70 ms even for 2 tokens, the time of ~45
-# positions in a large batch). Batches are cut, and short shared runs inlined, against it.
-FORWARD_OVERHEAD = 48
 INLINE_LIMIT = 16
 BATCH_SIZE = 64  # most nodes per forward, by default
 HEAD_ROWS = 1024  # positions projected to the vocabulary at once: 200 MB of float32 logits for 49k tokens
