@@ -84,6 +84,7 @@ class KVPool(Cache):
         self.lengths = [0] * slots
         self.free = list(range(slots))
         self._plan = None  # (slot index tensor, [(slot, pad, start, end)] per row, attended length, first slot or None)
+        self._rows_index = None  # (source, target) flat indices of the forward being run, made at its first layer
         self.split_projection = uses_split_projection(model)
 
     # ------------------------------------------------------------------ slots
@@ -127,13 +128,28 @@ class KVPool(Cache):
             self.values.append(value_states.new_zeros(shape))
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         # Only real tokens are stored (at the row's length); padding columns are seen by no real token.
-        for row, (slot, pad, start, end) in enumerate(writes):
-            keys[slot, :, start:end] = key_states[row, :, pad:]
-            values[slot, :, start:end] = value_states[row, :, pad:]
+        # One gather and one scatter per layer, whatever the number of rows.
+        if self._rows_index is None:
+            self._rows_index = self._index(writes, key_states.shape[1], key_states.shape[2], keys.device)
+        source, target = self._rows_index
+        dim = keys.shape[-1]
+        keys.view(-1, dim).index_copy_(0, target, key_states.reshape(-1, dim).index_select(0, source))
+        values.view(-1, dim).index_copy_(0, target, value_states.reshape(-1, dim).index_select(0, source))
         if first is not None:  # consecutive slots: attend over a view, no copy
             rows = slice(first, first + len(writes))
             return keys[rows, :, :length], values[rows, :, :length]
         return keys[slots, :, :length], values[slots, :, :length]
+
+    def _index(self, writes, heads: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat row indices of every real token's (row, head) vector in the new states (rows, heads,
+        width, dim), and of where it goes in a buffer (slots, heads, capacity, dim)."""
+        source, target = [], []
+        for row, (slot, pad, start, end) in enumerate(writes):
+            for head in range(heads):
+                source.append(torch.arange((row * heads + head) * width + pad, (row * heads + head + 1) * width))
+                target.append(torch.arange((slot * heads + head) * self.capacity + start,
+                                           (slot * heads + head) * self.capacity + end))
+        return torch.cat(source).to(device), torch.cat(target).to(device)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0  # positions are always passed explicitly
@@ -213,7 +229,7 @@ def forward(model, pool: KVPool, feeds: Sequence[Feed]) -> list[torch.Tensor]:
                 logits = model(**kwargs, logits_to_keep=keep).logits
                 flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)])
     finally:
-        pool._plan = None
+        pool._plan = pool._rows_index = None
     for f, end in zip(feeds, ends):
         pool.lengths[f.slot] = end
     return list(torch.split(flat, [f.keep for f in feeds]))
