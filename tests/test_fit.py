@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_tiny_lm
 
-from pjudge_core import DecodeSettings, InputError, persona_fit, prompt_ids
+from pjudge_core import DecodeSettings, InputError, RunSpec, persona_fit, prompt_ids
 from pjudge_core.cli import main
 from pjudge_core.evaluation.batch import record_seed, run_batch
 from pjudge_core.evaluation.compare import compare, stream_compare
@@ -239,3 +239,23 @@ def test_stream_compare_every_token_reports_each_token_and_stops_mid_answer(tiny
         assert list(stream) == [] and len(calls) == before and before <= 3
     finally:
         hook.remove()
+
+
+def test_a_comparison_on_a_shared_engine_gives_the_same_answers_and_stops_only_itself(tiny_lm):
+    from pjudge_core.engine.engine import Engine
+    settings = DecodeSettings(max_new_tokens=10, seed=3)
+    alone = compare(tiny_lm, QUERY, PREFS, "persona-judge,direct", samples=2, settings=settings)
+    engine = Engine(tiny_lm, rows=8).start()
+    try:
+        other = engine.submit(RunSpec.parse("direct").task(tiny_lm, QUERY, PREFS, settings.replace(max_new_tokens=300),
+                                                           ignore_eos=True))
+        updates = list(stream_compare(tiny_lm, QUERY, PREFS, "persona-judge,direct", samples=2, settings=settings,
+                                      engine=engine))
+        assert updates[-1]["result"]["answers"] == alone["answers"]
+        stream = stream_compare(tiny_lm, QUERY, PREFS, "direct", samples=3, settings=settings, engine=engine,
+                                every_token=True)
+        next(stream)
+        stream.close()  # cancels its own answers, not the other request
+        assert other.wait(timeout=60) is not None and len(other.result.token_ids) == 300
+    finally:
+        engine.close()

@@ -311,3 +311,27 @@ class Engine:
                 ticket.decoder.close()
             self._leave(ticket)
             ticket._end("cancelled")
+
+
+def follow(engine: Engine, listener: queue.Queue, done: Callable[[], bool],
+           heartbeat: float = 0.5) -> Iterator[list[tuple[Ticket, Step | None]]]:
+    """What `listener` receives from `engine`, until `done()`, a list at a time: everything that
+    arrived together ((ticket, step), and (ticket, None) when a ticket ends, as `Engine.step`
+    returns them), usually one step's worth. A private engine (not `start`ed) is stepped here, by
+    whoever iterates; with a started one this waits for its thread and yields an empty list about
+    every `heartbeat` seconds while nothing arrives (a caller can then report a wait, or stop)."""
+    while not done():
+        if not engine.threaded and listener.empty():
+            engine.step()
+            continue
+        try:
+            events = [listener.get(timeout=heartbeat)]
+        except queue.Empty:
+            yield []
+            continue
+        while True:
+            try:
+                events.append(listener.get_nowait())
+            except queue.Empty:
+                break
+        yield events

@@ -23,10 +23,11 @@ takes effect between answers, or within a token with ``every_token=True`` (what 
 
 from __future__ import annotations
 
+import queue
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from ..engine.engine import DEFAULT_ROWS, Engine
+from ..engine.engine import DEFAULT_ROWS, Engine, follow
 from ..engine.methods import labelled
 from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
@@ -57,7 +58,8 @@ def _plan(lm, query, preferences, specs, samples, settings) -> tuple[dict, list[
 def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str],
                    specs: str | Sequence[str | RunSpec] = DEFAULT_SPECS, samples: int = 3,
                    settings: DecodeSettings | None = None, *, baseline: str = BASELINE,
-                   every_token: bool = False, rows: int = DEFAULT_ROWS) -> Iterator[dict]:
+                   every_token: bool = False, rows: int = DEFAULT_ROWS,
+                   engine: Engine | None = None) -> Iterator[dict]:
     """A generator of ``{"done", "total", "sample", "result"}``, one per answer (module docstring).
 
     The answers decode together, `rows` at a time (`engine.Engine`), and are reported as they
@@ -65,7 +67,9 @@ def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str
     "sample": None, "result": None}`` after each step of the engine (a token of every answer in
     flight): ``tokens`` decided so far by the answers in flight, ``partial`` the fraction of their
     budgets that makes, so a caller can show fine progress ((done + partial) / total), and closing
-    the generator stops within a token instead of after an answer.
+    the generator stops within a token instead of after an answer. With a shared, started
+    `engine` (an app's one loop for every visitor) the answers join it instead of a private one,
+    and closing the generator cancels only them.
     """
     prefs, specs, settings, base_seed = _plan(lm, query, preferences, specs, samples, settings)
     rows = check_rows(rows)
@@ -80,20 +84,20 @@ def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str
     def run() -> Iterator[dict]:
         answers: list[dict] = []
         total = len(jobs)
-        engine = Engine(lm, rows)
-        owners = {id(engine.submit(task)): job for task, job in zip(tasks, jobs)}
+        private = engine is None
+        decoding = Engine(lm, rows) if private else engine
+        events: queue.Queue = queue.Queue()
+        tickets = [decoding.submit(task, events) for task in tasks]
+        owners = {id(ticket): job for ticket, job in zip(tickets, jobs)}
         in_flight: dict[int, int] = {}  # id(ticket) -> tokens decided so far
         budget = settings.max_new_tokens
         try:
-            while engine.busy:
-                ended = []
-                for ticket, step in engine.step():
-                    if step is None:
-                        ended.append(ticket)
-                        in_flight.pop(id(ticket), None)
-                    else:
+            for batch in follow(decoding, events, lambda: len(answers) == total):
+                for ticket, step in batch:
+                    if step is not None:
                         in_flight[id(ticket)] = in_flight.get(id(ticket), 0) + 1
-                for ticket in ended:
+                        continue
+                    in_flight.pop(id(ticket), None)
                     if ticket.error is not None:
                         raise ticket.error
                     k, spec, seed_settings = owners[id(ticket)]
@@ -105,13 +109,16 @@ def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str
                     yield {"done": len(answers), "total": total, "sample": sample,
                            "result": {**head, **summary, "done": len(answers), "total": total,
                                       "answers": list(answers)}}
-                if every_token and in_flight:
-                    tokens = sum(in_flight.values())
-                    yield {"done": len(answers), "total": total, "tokens": tokens,
+                if every_token and len(answers) < total:
+                    yield {"done": len(answers), "total": total, "tokens": sum(in_flight.values()),
                            "partial": sum(min(1.0, n / budget) for n in in_flight.values()), "sample": None,
                            "result": None}
-        finally:  # closed mid-answer: every decoder stops where it is
-            engine.close()
+        finally:  # closed mid-answer: every decoder of this comparison stops where it is
+            if private:
+                decoding.close()
+            else:
+                for ticket in tickets:
+                    decoding.cancel(ticket)
 
     return run()
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ..engine.engine import Engine, Ticket
+from ..engine.engine import Engine, Ticket, follow
 from ..engine.methods import LABELS
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec
@@ -119,26 +119,21 @@ class LabRun:
         self._slot = {id(p.ticket): slot for slot, p in self.panels.items()}
 
     def __iter__(self) -> Iterator[str | None]:
-        while not self.done:
-            if not self.engine.threaded and self.events.empty():
-                self.engine.step()  # a private engine is stepped by whoever iterates
-                continue
-            try:
-                ticket, step = self.events.get(timeout=self.HEARTBEAT_S)
-            except queue.Empty:
+        for events in follow(self.engine, self.events, lambda: self.done, self.HEARTBEAT_S):
+            if not events:
                 yield None
-                continue
-            panel = self.panels[self._slot[id(ticket)]]
-            if step is None:
-                if ticket.error is not None:
-                    raise ticket.error
-                panel.result = ticket.result
-                panel.stopped = panel.result is None
-            else:
-                panel.steps.append(step)
-                if panel.first_token_s is None:
-                    panel.first_token_s = time.perf_counter() - self.started
-            yield panel.slot
+            for ticket, step in events:
+                panel = self.panels[self._slot[id(ticket)]]
+                if step is None:
+                    if ticket.error is not None:
+                        raise ticket.error
+                    panel.result = ticket.result
+                    panel.stopped = panel.result is None
+                else:
+                    panel.steps.append(step)
+                    if panel.first_token_s is None:
+                        panel.first_token_s = time.perf_counter() - self.started
+                yield panel.slot
 
     @property
     def waiting(self) -> int:
