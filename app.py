@@ -106,8 +106,7 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
     with gr.Blocks(title="Persona-judge Studio", delete_cache=(DELETE_EVERY_S, KEEP_SECONDS)) as demo:
         gr.Markdown(INTRO)
         if access.public:
-            gr.Markdown(access.notice() + (" " + hosting.notice() if hosting.notice() else ""),
-                        elem_id="public-notice")
+            gr.Markdown(" ".join(filter(None, (access.notice(), hosting.notice()))), elem_id="public-notice")
         record = gr.State(None)
         # How many personas are shown (2-4). A hidden number rather than a State, so API callers can set it.
         n_personas = raw(gr.Number(2, visible=False, precision=0, elem_id="n-personas"))

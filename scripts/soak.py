@@ -2,12 +2,13 @@
 
 Starts `python app.py` (the bundled model, as `make run` does) on a free port, sends the run a
 first visitor sees (the default pair, query, methods and settings) with `--tokens` new tokens,
-`--runs` times through the HTTP API, each run from a new session (a new visitor, by default)
-so that per-visitor state is exercised too, and prints the server's resident memory (RSS, MiB)
-as it goes and the growth over the last two thirds of the runs.
+`--runs` times through the HTTP API, spread over `--visitors` sessions (each visitor's runs in a
+row, as a visitor clicks Run again), and prints the server's resident memory (RSS, MiB) as it
+goes and the growth over the last two thirds of the runs. Each session costs memory Gradio keeps
+(up to `serving.SESSIONS` of them); the runs must not.
 
-    python scripts/soak.py                 # 300 runs of 16 tokens
-    python scripts/soak.py --runs 60 --every 10 --same-session
+    python scripts/soak.py                      # 300 runs of 16 tokens by 30 visitors
+    python scripts/soak.py --runs 60 --every 10 --visitors 1 --threads 1
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--every", type=int, default=25, help="print the RSS every N runs")
-    parser.add_argument("--same-session", action="store_true", help="one visitor for every run")
+    parser.add_argument("--visitors", type=int, default=30, help="sessions the runs are spread over")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in the app (OMP_NUM_THREADS; default: torch's own)")
     args = parser.parse_args(argv)
 
     from gradio_client import Client  # imported here: `--help` needs nothing
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="pjudge-soak-"))
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1",
                GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"), TMPDIR=str(tmp))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     log = open(tmp / "app.log", "w")  # noqa: SIM115 (a pipe nobody reads could fill and block the app)
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -83,13 +88,14 @@ def main(argv=None) -> int:
         wait_up(url, server)
         process = psutil.Process(server.pid)
         client = Client(url, verbose=False)
-        print(f"app up: RSS {rss_mib(process):.0f} MiB before any run; {args.runs} runs of {args.tokens} tokens, "
-              f"{'one session' if args.same_session else 'a new session each run'}", flush=True)
+        per_visitor = max(1, -(-args.runs // max(1, args.visitors)))
+        print(f"app up: RSS {rss_mib(process):.0f} MiB before any run; {args.runs} runs of {args.tokens} tokens by "
+              f"{-(-args.runs // per_visitor)} visitors ({per_visitor} runs each)", flush=True)
         marks: dict[int, float] = {}
         started = time.perf_counter()
         for i in range(1, args.runs + 1):
-            if not args.same_session:
-                client.reset_session()
+            if i > 1 and (i - 1) % per_visitor == 0:
+                client.reset_session()  # the next visitor
             job = client.submit(max_new_tokens=args.tokens, api_name="/run")
             outputs = job.outputs() if job.result() is not None else []
             if not any("pj-msg-ok" in str(o) for out in outputs[-1:] for o in out):
