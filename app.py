@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pjudge_core.ui.hosting import Hosting  # reads the environment; touches no CUDA
+from pjudge_core.ui.hosting import Hosting, prepare_for_forks  # reads the environment; touches no CUDA
 
 HOSTING = Hosting.from_env()
 if HOSTING.zero_gpu:
@@ -47,8 +47,9 @@ CSS_PATH = HERE / "assets" / "style.css"
 CONCURRENCY_ID = "model"  # every event that uses the model shares these queue slots (`Access.concurrent_runs`)
 DELETE_EVERY_S = 600  # Gradio's copies of the downloads are deleted after `KEEP_SECONDS`, checked this often
 MODELS = ModelHolder()
-if HOSTING.zero_gpu:  # every call's process inherits them, warmed up
+if HOSTING.zero_gpu:  # every call's process inherits them, warmed up, and one CPU thread
     MODELS.preload(HOSTING.start_models(Access.from_env()), **HOSTING.load_kwargs)
+    prepare_for_forks()
 
 INTRO = """
 # Persona-judge Studio

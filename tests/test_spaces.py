@@ -103,6 +103,8 @@ import pjudge_core.ui.models as models
 models.load_model = lambda name, quantize=None, **kw: EVENTS.append(("load", name, quantize, kw)) or make_tiny_lm()
 import app
 app.build_demo()
+import torch
+EVENTS.append(("threads", torch.get_num_threads()))
 print(EVENTS)
 """
     env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "SPACES_ZERO_GPU")}
@@ -116,5 +118,6 @@ print(EVENTS)
     assert loads == [("load", "Qwen/Qwen2.5-1.5B-Instruct", None, cuda)] + [
         ("load", m, None, cuda) for m in ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct",
                                           "Qwen/Qwen2.5-3B-Instruct")]
+    assert events[-1] == ("threads", 1)  # what every forked call inherits (hosting.prepare_for_forks)
     decorated = {e[1] for e in events if e[0] == "GPU"}
     assert decorated == {"run", "front", "infer", "capacity"} and all(e[2] for e in events if e[0] == "GPU")

@@ -34,7 +34,7 @@ from pjudge_core.evaluation.inference import infer_persona
 from pjudge_core.ui import insight
 from pjudge_core.ui.access import Access
 from pjudge_core.ui.form import read_form
-from pjudge_core.ui.hosting import Hosting
+from pjudge_core.ui.hosting import Hosting, prepare_for_forks
 from pjudge_core.ui.models import ModelHolder
 from pjudge_core.ui.serving import OUT_OF_MEMORY
 from pjudge_core.ui.zerogpu import MIN_S, GpuTime
@@ -274,7 +274,7 @@ def test_the_stand_in_kills_a_call_over_its_duration_and_copies_arguments():
 def test_first_token_inside_the_stand_in_is_close_to_outside(bundled_lm, capsys):
     """The same app and model with and without the stand-in, interleaved: a call adds a fork and
     pickling, never a model load (the issue measured 4.0-4.4 s when every call loaded the model)."""
-    torch.set_num_threads(1)  # the same for both, and steady on a machine shared with other work
+    prepare_for_forks()  # as app.py on ZeroGPU (a fork of a process that used 2 threads hangs), and the same for both
     access = Access(public=True, models=("bundled",), max_new_tokens=512, concurrent_runs=4)
     inside, outside = ModelHolder(), ModelHolder()
     for holder in (inside, outside):

@@ -12,6 +12,13 @@ The allow-list, default and 4-bit forms per hardware are in ``presets/models.jso
 hardware (tokens, runs at once) in `access.py`; the GPU time a ZeroGPU call asks for in `zerogpu.py`.
 
 Nothing here touches CUDA: `app.py` reads `Hosting.from_env()` before `import spaces`.
+
+PyTorch's CPU thread pool (GNU OpenMP) does not survive a fork: a process forked from one that
+ran CPU work on several threads hangs at its first multi-threaded CPU operation (measured: the
+bundled model after a 2-thread run, the forked child never returned; with 1 thread it decoded as
+fast as the parent). ZeroGPU forks every call from the main process after start-up has loaded and
+warmed the models on its CPU, so `prepare_for_forks` then leaves it one thread, which each call
+inherits (its work is on the GPU).
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ def detect_hardware(environ: Mapping[str, str] = os.environ) -> str:
     import torch  # not on ZeroGPU (returned above), so asking CUDA is harmless here
 
     return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def prepare_for_forks() -> None:
+    """One CPU thread from now on, for this process and every process forked from it (see above)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def available(model_id: str) -> bool:
