@@ -29,14 +29,17 @@ from .hosting import available, detect_hardware
 class HardwareLimits:
     max_new_tokens: int  # per answer
     concurrent_runs: int  # model events served at once
+    engine_rows: int  # answers decoding at once in the shared engine (the others wait for a row)
 
 
-# ZeroGPU lends each call its own GPU in its own process, so several visitors run at once there;
-# a dedicated GPU or a CPU holds one model run at a time (until runs share a batched engine).
+# ZeroGPU lends each call its own GPU in its own process, so several visitors run at once there,
+# each call batching its own panels. On a dedicated GPU or a CPU every visitor's panels join one
+# batched engine: measured on 2 CPU cores (scripts/bench_visitors.py), four visitors at once finish
+# in VISITORS-RATIO-PLACEHOLDER the time of one; a GPU takes many more rows for the same time.
 HARDWARE_LIMITS = {
-    "zerogpu": HardwareLimits(max_new_tokens=512, concurrent_runs=4),
-    "gpu": HardwareLimits(max_new_tokens=512, concurrent_runs=1),
-    "cpu": HardwareLimits(max_new_tokens=256, concurrent_runs=1),  # 2 vCPU: a default run of 256 tokens is ~1 min
+    "zerogpu": HardwareLimits(max_new_tokens=512, concurrent_runs=4, engine_rows=16),
+    "gpu": HardwareLimits(max_new_tokens=512, concurrent_runs=16, engine_rows=48),
+    "cpu": HardwareLimits(max_new_tokens=256, concurrent_runs=8, engine_rows=16),  # 2 vCPU
 }
 
 
@@ -51,7 +54,8 @@ class Access:
     max_capacity_pairs: int = 100
     run_seconds: float = 120.0
     queue_size: int = 16
-    concurrent_runs: int = 1
+    concurrent_runs: int = 8  # runs, fronts, inferences served at once (Gradio's concurrency limit)
+    engine_rows: int = 16  # answers decoding at once in the shared engine; more wait for a row
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, hardware: str | None = None) -> "Access":
@@ -59,13 +63,13 @@ class Access:
         hardware = hardware or detect_hardware(environ)
         limits = HARDWARE_LIMITS[hardware]
         if not public:
-            return cls(concurrent_runs=limits.concurrent_runs)
+            return cls(concurrent_runs=limits.concurrent_runs, engine_rows=limits.engine_rows)
         listed = [m.strip() for m in environ.get("PJUDGE_PUBLIC_MODELS", "").split(",") if m.strip()]
         presets = model_presets()
         models = tuple(listed or [m.id for m in presets if hardware in m.offered_on and available(m.id)])
         four_bit = tuple(m.id for m in presets if hardware in m.four_bit_on and m.id in models)
         return cls(public=True, models=models, four_bit=four_bit, max_new_tokens=limits.max_new_tokens,
-                   concurrent_runs=limits.concurrent_runs)
+                   concurrent_runs=limits.concurrent_runs, engine_rows=limits.engine_rows)
 
     # ------------------------------------------------------------------ checks
     def check_model(self, name: str | None, four_bit: bool) -> None:
@@ -104,6 +108,7 @@ class Access:
         if not self.public:
             return ""
         return (f"Public demo: the listed models only; queries up to {self.max_query_chars:,} characters, "
-                f"preferences up to {self.max_preference_chars:,}, up to {self.max_new_tokens} new tokens; each run "
-                f"stops after {self.run_seconds:g} s and at most {self.queue_size} runs wait in the queue. Run it on "
-                "your own machine for any model and no limits.")
+                f"preferences up to {self.max_preference_chars:,}, up to {self.max_new_tokens} new tokens; "
+                f"{self.concurrent_runs} visitors' runs at once ({self.engine_rows} answers decoding together), each "
+                f"run stops after {self.run_seconds:g} s, and at most {self.queue_size} runs wait in the queue. Run it "
+                "on your own machine for any model and no limits.")

@@ -9,6 +9,7 @@ are per visitor (returned, or kept in a `gr.State`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -23,7 +24,7 @@ from ..presets import pair, pair_personas, persona_text
 from . import charts, insight, lab, records, render
 from .access import Access
 from .form import MAX_PERSONAS, LabForm, number, read_form
-from .models import ModelHolder, describe, quantize_option, recommended_settings
+from .models import ModelHolder, decoding_engine, describe, quantize_option, recommended_settings
 from .zerogpu import GpuTime
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
@@ -98,24 +99,31 @@ class Studio:
             return (*[panels.get(slot, skip) for slot in lab.SLOTS], heatmap, plot, acceptance, download, message,
                     record, fit_plot)
 
-        try:
-            form = read_form(self.access, persona_a=persona_a, pref_a=pref_a, persona_b=persona_b, pref_b=pref_b,
-                             query=query, lam=lam, roles=roles, greedy=greedy, temperature=temperature, top_k=top_k,
-                             top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, methods=methods,
-                             n_personas=n_personas, persona_c=persona_c, pref_c=pref_c, persona_d=persona_d,
-                             pref_d=pref_d, alpha=alpha, weights=weights, repetition_penalty=repetition_penalty,
-                             no_repeat_ngram_size=no_repeat_ngram_size)
-            names, preferences, settings, specs = form.names, form.preferences, form.settings, form.specs
-            self.access.check_model(model_name, bool(four_bit))
-            if not self.models.is_loaded(model_name, quantize_option(four_bit)):
-                yield out(message=render.message_html(f"Loading {model_name or 'the bundled model'} … "
-                                                      "(first run only)", "info"))
-            lm = self.models.get(model_name, quantize_option(four_bit))
-            run = lab.LabRun(lm, query, preferences, specs, settings)
-        except PJudgeError as exc:
-            yield out(message=render.message_html(str(exc), "error"))
-            return
+        with contextlib.ExitStack() as held:  # the model stays loaded until this run ends (Stop included)
+            try:
+                form = read_form(self.access, persona_a=persona_a, pref_a=pref_a, persona_b=persona_b, pref_b=pref_b,
+                                 query=query, lam=lam, roles=roles, greedy=greedy, temperature=temperature,
+                                 top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, methods=methods,
+                                 n_personas=n_personas, persona_c=persona_c, pref_c=pref_c, persona_d=persona_d,
+                                 pref_d=pref_d, alpha=alpha, weights=weights, repetition_penalty=repetition_penalty,
+                                 no_repeat_ngram_size=no_repeat_ngram_size)
+                names, preferences, settings, specs = form.names, form.preferences, form.settings, form.specs
+                self.access.check_model(model_name, bool(four_bit))
+                if not self.models.is_loaded(model_name, quantize_option(four_bit)):
+                    yield out(message=render.message_html(f"Loading {model_name or 'the bundled model'} … "
+                                                          "(first run only)", "info"))
+                lm = held.enter_context(self.models.use(model_name, quantize_option(four_bit)))
+                engine = decoding_engine(self.models, lm, self.access.engine_rows, self.gpu.zero_gpu)
+                run = lab.LabRun(lm, query, preferences, specs, settings, engine=engine)
+            except PJudgeError as exc:
+                yield out(message=render.message_html(str(exc), "error"))
+                return
+            yield from self._stream(run, out, form, lm, query, names, preferences, specs, model_name, four_bit,
+                                    previous)
 
+    def _stream(self, run: lab.LabRun, out, form: LabForm, lm, query, names, preferences, specs, model_name,
+                four_bit, previous) -> Iterator[tuple]:
+        """The run's updates, from its first placeholder to its last panel (see `run`)."""
         fits: dict[str, tuple] = {}  # slot -> (Fit or None, reason), once its answer is finished
         meters: dict[str, dict] = {}  # slot -> the answer's independent meters, once it is finished
 
@@ -134,21 +142,35 @@ class Studio:
         placeholder = {slot: render.panel_html(run.panels[slot].spec.label, _about(slot), [], running=True)
                        for slot in specs}
         hidden = {slot: "" for slot in lab.SLOTS if slot not in specs}
+        running = render.message_html(f"Running {len(specs)} method{'s' if len(specs) > 1 else ''} on {lm.name} …",
+                                      "info")
         yield out({**hidden, **placeholder}, heatmap=None, plot=None, acceptance=None,
-                  download=gr.update(visible=False),
-                  message=render.message_html(f"Running {len(specs)} method{'s' if len(specs) > 1 else ''} on "
-                                              f"{lm.name} …", "info"), record=None, fit_plot=None)
+                  download=gr.update(visible=False), message=running, record=None, fit_plot=None)
         try:
-            last, changed = 0.0, set()
+            last, changed, waited = 0.0, set(), False
             limit = self.gpu.limit(self.gpu.run(model_name, four_bit, form))
             for slot in run:
-                changed.add(slot)
                 if limit is not None and time.perf_counter() - run.started > limit:
                     run.close()  # before the call's time runs out: what was decoded is kept and downloadable
-                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, stopped=render.message_html(
+                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous,
+                                       stopped=render.message_html(
                         f"Stopped after {limit:.0f} s: this public demo limits each run so that others get a turn. "
                         "Lower max new tokens or tick fewer methods.", "error"))
                     return
+                if slot is None:  # nothing decided for a while: say why, and let a Stop through
+                    ahead = run.waiting
+                    if ahead:
+                        waited = True
+                        yield out(message=render.message_html(
+                            f"Waiting for a free row: {run.engine.rows} answers decode at once for all visitors; "
+                            f"{ahead - 1} other requests are ahead of this run's.", "info"))
+                    else:
+                        yield out()
+                    continue
+                if waited:
+                    waited = False
+                    yield out(message=running)
+                changed.add(slot)
                 p = run.panels[slot]
                 if p.result is not None and slot not in fits:  # just finished: score it while the others go on
                     fits[slot] = insight.panel_fit(lm, query, preferences, p.result)
@@ -166,7 +188,7 @@ class Studio:
             yield self._finish(run, out, form, lm, query, panel, fits, meters, previous)
         except PJudgeError as exc:
             yield out(message=render.message_html(str(exc), "error"))
-        finally:  # Stop (GeneratorExit here) or an error: release the model for the next click
+        finally:  # Stop (GeneratorExit here) or an error: this run's rows stop decoding, nobody else's
             run.close()
 
     def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous,
@@ -203,9 +225,9 @@ class Studio:
             self.access.check_model(model_name, bool(four_bit))
             self.access.check_capacity(pairs)
             progress(0.0, desc="Loading the model …")
-            lm = self.models.get(model_name, quantize_option(four_bit))
-            result = judge_capacity(lm, n=pairs, seed=0,
-                                    progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
+            with self.models.use(model_name, quantize_option(four_bit)) as lm:
+                result = judge_capacity(lm, n=pairs, seed=0,
+                                        progress=lambda done, total: progress((done, total), desc="Scoring pairs"))
         except PJudgeError as exc:
             return render.message_html(str(exc), "error")
         return render.message_html(capacity_text(lm.name, result), "ok")

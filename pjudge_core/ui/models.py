@@ -2,7 +2,11 @@
 
 * On demand (your machine, a dedicated GPU, a CPU Space): `ModelHolder.get(name, quantize)`
   returns the loaded model, loading it (and freeing the previous one first) when another is asked
-  for; a lock keeps two requests from loading at once.
+  for; a lock keeps two requests from loading at once. Visitors decoding or scoring hold the model
+  with `use(...)`: another model is loaded only once nobody uses the current one (a request waits
+  up to `SWAP_WAIT_S` for that, then gets a sentence), so a swap never breaks anybody's run. There,
+  every visitor's runs share one batched engine per model (`engine`), stepping in its own thread,
+  and the model's forwards from every thread take turns (`engine.turns`).
 * Loaded at start-up (ZeroGPU): `preload` loads and warms up every model the deployment offers,
   in the main process, before the app serves; from then on `get` hands out only those and never
   loads (a call runs in a forked process: a model it loaded would die with it, inside the
@@ -14,11 +18,14 @@ kernels, the chat template compiled once), and on ZeroGPU every call's process i
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
+from ..engine import turns
+from ..engine.engine import DEFAULT_ROWS, Engine
 from ..engine.hub import local_models
 from ..engine.loading import BUNDLED, LoadedModel, first_line, load_model
 from ..engine.methods import generate
@@ -27,6 +34,7 @@ from ..errors import InputError, PJudgeError
 from ..presets import ModelPreset, example_queries, model_preset, model_presets, presets
 
 Key = tuple[str, "str | None"]  # (model name, quantize)
+SWAP_WAIT_S = 20.0  # how long a request for another model waits for the visitors of the current one
 
 
 def warm_up(lm: LoadedModel) -> None:
@@ -41,8 +49,12 @@ def warm_up(lm: LoadedModel) -> None:
 class ModelHolder:
     """The models of this process (a model is shared, not per-visitor data)."""
 
-    def __init__(self):
+    def __init__(self, swap_wait_s: float = SWAP_WAIT_S):
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a model loaded, or a visitor done with one
+        self.swap_wait_s = swap_wait_s
+        self.users: dict[Key, int] = {}  # visitors using each model right now (`use`)
+        self.engines: dict[int, Engine] = {}  # id(model) -> its shared engine (on-demand deployments)
         self.models: dict[Key, LoadedModel] = {}  # on demand: at most one; preloaded: every offered one
         self.registered: dict[str, LoadedModel] = {}
         self.preloaded = False  # True once `preload` ran: `get` never loads again
@@ -89,19 +101,66 @@ class ModelHolder:
             self.preloaded = True
 
     def get(self, name: str, quantize: str | None = None) -> LoadedModel:
+        with self.changed:
+            return self._get(self.key(name, quantize))
+
+    @contextlib.contextmanager
+    def use(self, name: str, quantize: str | None = None) -> Iterator[LoadedModel]:
+        """The model, held for the duration of the block: it is not swapped for another meanwhile."""
         key = self.key(name, quantize)
+        with self.changed:
+            lm = self._get(key)
+            self.users[key] = self.users.get(key, 0) + 1
+        try:
+            yield lm
+        finally:
+            with self.changed:
+                self.users[key] -= 1
+                self.changed.notify_all()
+
+    def engine(self, lm: LoadedModel, rows: int = DEFAULT_ROWS) -> Engine:
+        """The batched engine every visitor of `lm` shares, stepping in its own thread (started on
+        first use; the model's forwards from other threads then take turns with it)."""
         with self.lock:
-            lm = self._find(key)
-            if lm is not None:
-                return lm
-            if self.preloaded:
-                raise InputError(f"This deployment loaded its models at start-up and offers only "
-                                 f"{', '.join(self.names())}; pick one of them.")
-            self.models.clear()  # free the old weights before loading new ones
-            lm = load_model(key[0], quantize=quantize)
-            warm_up(lm)
-            self.models[key] = lm
+            engine = self.engines.get(id(lm))
+            if engine is None:
+                turns.install(lm)
+                engine = self.engines[id(lm)] = Engine(lm, rows).start()
+            return engine
+
+    def _get(self, key: Key) -> LoadedModel:
+        """Under the lock: the model, loaded if needed once nobody uses the one it replaces."""
+        lm = self._find(key)
+        if lm is not None:
             return lm
+        if self.preloaded:
+            raise InputError(f"This deployment loaded its models at start-up and offers only "
+                             f"{', '.join(self.names())}; pick one of them.")
+        busy = lambda: [k for k in self.models if self.users.get(k)]  # noqa: E731
+        if busy() and not self.changed.wait_for(lambda: not busy() or self._find(key) is not None,
+                                                 timeout=self.swap_wait_s):
+            current = busy()[0][0]
+            raise InputError(f"Other visitors are decoding with {current} right now; it is swapped for "
+                             f"{key[0]} once they finish. Try again in a minute, or pick {current}.")
+        lm = self._find(key)  # another visitor may have loaded it while this one waited
+        if lm is not None:
+            return lm
+        for old in self.models.values():  # free the old weights (and stop its engine) before loading
+            engine = self.engines.pop(id(old), None)
+            if engine is not None:
+                engine.close()
+        self.models.clear()
+        lm = load_model(key[0], quantize=key[1])
+        warm_up(lm)
+        self.models[key] = lm
+        self.changed.notify_all()
+        return lm
+
+
+def decoding_engine(models: ModelHolder, lm: LoadedModel, rows: int, zero_gpu: bool) -> Engine | None:
+    """Where a visitor's requests decode: the model's shared engine, or None (a private engine per
+    call) on ZeroGPU, whose calls run in processes of their own and may batch only their own panels."""
+    return None if zero_gpu else models.engine(lm, rows)
 
 
 def quantize_option(four_bit) -> str | None:

@@ -34,13 +34,16 @@ FOUR_BIT_SLOWER = 1.5  # bitsandbytes de-quantises the weights at every forward
 # pull further apart.
 ACCEPTANCE = 0.7
 FIT_FORWARDS = 2.0  # scoring a finished answer under every persona: its sequences in a batch or two
+# Answers decoding together share every forward (the batched engine): on a GPU, where a forward's time
+# is mostly streaming the weights, each extra row adds a fraction of a lone row's time.
+ROW_COST = 0.15
 SCORE_TOKENS = 1.0  # one sequence scored (inference, judge capacity) costs about one decoded token
 WRITE_TOKENS = 64  # the candidate the model writes in persona inference (greedy, one sentence)
 FORM_FIELDS = tuple(p for p in inspect.signature(read_form).parameters if p != "access")
 
 
 def forwards_per_token(spec: RunSpec, form: LabForm) -> float:
-    """Model forwards one answer token costs, by method (batch-one decoding, one panel at a time).
+    """Model forwards one answer token costs, by method (as if it decoded alone).
 
     Persona-judge drafts λ tokens and judges them in one forward (λ + 1 forwards a block) and
     keeps on average (1 − a^(λ+1)) / (1 − a) tokens of the block at acceptance a; fusion decodes
@@ -83,16 +86,20 @@ class GpuTime:
         return max(MIN_S, min(self.max_s, math.ceil(START_S + MARGIN * tokens * token_s + END_S)))
 
     def run(self, model_name, four_bit, form: LabForm) -> int | None:
-        """Seconds a lab run asks for: every panel's tokens at its method's cost, and its fit."""
-        tokens = sum(form.settings.max_new_tokens * forwards_per_token(spec, form) + FIT_FORWARDS
-                     for spec in form.specs.values())
-        return self._asked(tokens, self.token_s(model_name, four_bit))
+        """Seconds a lab run asks for: its panels decode together (the slowest method's tokens, plus a
+        share per other panel), and each answer is scored."""
+        return self._asked(self._together(form, 1), self.token_s(model_name, four_bit))
 
     def front(self, model_name, four_bit, form: LabForm, samples: int) -> int | None:
-        """Seconds "Sample K per method" asks for: K answers per method, each scored."""
-        return self._asked(samples * sum(form.settings.max_new_tokens * forwards_per_token(spec, form) + FIT_FORWARDS
-                                         for spec in form.specs.values()),
-                           self.token_s(model_name, four_bit))
+        """Seconds "Sample K per method" asks for: K answers per method decoding together, each scored."""
+        return self._asked(self._together(form, samples), self.token_s(model_name, four_bit))
+
+    @staticmethod
+    def _together(form: LabForm, samples: int) -> float:
+        """Forwards, in lone-row token units, of `samples` answers per ticked method decoded together."""
+        costs = [form.settings.max_new_tokens * forwards_per_token(spec, form) for spec in form.specs.values()]
+        answers = samples * len(costs)
+        return max(costs) * (1 + ROW_COST * (answers - 1)) + answers * FIT_FORWARDS
 
     def infer(self, model_name, four_bit, pairs: int, candidates: int, write: bool) -> int | None:
         """Seconds persona inference asks for: chosen and rejected under every candidate and none."""
