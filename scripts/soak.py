@@ -14,38 +14,14 @@ goes and the growth over the last two thirds of the runs. Each session costs mem
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
+from appserver import served_app
 
-ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if server.poll() is not None:
-            raise SystemExit(f"the app exited with status {server.returncode}")
-        try:
-            urllib.request.urlopen(url + "config", timeout=5).read()
-            return
-        except OSError:
-            time.sleep(1)
-    raise SystemExit(f"the app did not answer within {timeout:.0f} s")
 
 
 def rss_mib(process: psutil.Process) -> float:
@@ -75,18 +51,9 @@ def main(argv=None) -> int:
 
     from gradio_client import Client  # imported here: `--help` needs nothing
 
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="pjudge-soak-"))
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"), TMPDIR=str(tmp))
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    log = open(tmp / "app.log", "w")  # noqa: SIM115 (a pipe nobody reads could fill and block the app)
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_up(url, server)
-        process = psutil.Process(server.pid)
+    with served_app(args.threads, prefix="pjudge-soak-") as app:
+        url, tmp = app.url, app.tmp
+        process = psutil.Process(app.process.pid)
         client = Client(url, verbose=False)
         per_visitor = max(1, -(-args.runs // max(1, args.visitors)))
         print(f"app up: RSS {rss_mib(process):.0f} MiB before any run; {args.runs} runs of {args.tokens} tokens by "
@@ -111,15 +78,6 @@ def main(argv=None) -> int:
         print(f"RSS after run {base}: {marks[base]:.1f} MiB; after run {args.runs}: {marks[args.runs]:.1f} MiB; "
               f"growth over the last {args.runs - base} runs: {growth:+.1f} MiB; "
               f"largest seen {max(marks.values()):.1f} MiB")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        if server.returncode not in (0, -15, None):
-            print((tmp / "app.log").read_text()[-3000:], file=sys.stderr)
     return 0
 
 
