@@ -112,10 +112,10 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
         if access.public:
             gr.Markdown(" ".join(filter(None, (access.notice(), hosting.notice()))), elem_id="public-notice")
         record = gr.State(None)
-        front_state, truth, inference = gr.State(None), gr.State(None), gr.State(None)  # outside the tabs: they
-        # hold no layout, and a State between two Tabs made Gradio 6.31 draw the later tabs' buttons twice
         # How many personas are shown (2-4). A hidden number rather than a State, so API callers can set it.
         n_personas = raw(gr.Number(2, visible=False, precision=0, elem_id="n-personas"))
+        front_state, truth, inference = gr.State(None), gr.State(None), gr.State(None)  # outside the tabs: they
+        # hold no layout, and a State between two Tabs made Gradio 6.31 draw the later tabs' buttons twice
 
         # "wrap": on a phone every tab stays in sight (a menu would hide the ones a newcomer should find).
         # A tab's content enters the page when it is first opened; until then Gradio 6.31 keeps only a
@@ -163,25 +163,30 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
                                  "panel says what its method does",
                             elem_id="methods"))
                         with gr.Accordion("Decoding parameters", open=False, elem_id="parameters"):
-                            lam = raw(gr.Slider(1, 8, value=defaults.lam, step=1, label="λ: tokens drafted per block"))
                             roles = raw(gr.Radio([("rotate every block (Persona-judge)", "alternate"),
                                                   ("fixed: A drafts, B judges (Persona-judge-Base)", "fixed")],
                                                  value="alternate", label="Roles in the Persona-judge panel"))
-                            greedy = gr.Checkbox(defaults.greedy, label="Greedy (deterministic)")
-                            max_new = raw(gr.Slider(8, 512, value=defaults.max_new_tokens, step=8,
-                                                    label="Max new tokens", elem_id="max-new"))
-                            seed = raw(gr.Number(0, label="Seed (empty = random)", precision=0, elem_id="seed"))
-                            temperature = raw(gr.Slider(0.05, 2.0, value=defaults.temperature, step=0.05,
-                                                        label="Temperature"))
-                            top_k = raw(gr.Slider(0, 100, value=defaults.top_k, step=1, label="Top-k (0 = off)"))
-                            top_p = raw(gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"))
-                            repetition_penalty = raw(gr.Slider(
-                                1.0, 2.0, value=recommended.repetition_penalty, step=0.05,
-                                label="Repetition penalty (on the answer only; 1 = off)", elem_id="repetition-penalty"))
-                            no_repeat = raw(gr.Slider(0, 8, value=recommended.no_repeat_ngram_size, step=1,
-                                                      label="No-repeat n-gram size (0 = off)", elem_id="no-repeat"))
-                            alpha = raw(gr.Slider(0.0, 3.0, value=0.0, step=0.1,
-                                                  label="Fusion α (0 = product of experts)", elem_id="fusion-alpha"))
+                            with gr.Row():  # two knobs a row: the column is narrow, the list long
+                                lam = raw(gr.Slider(1, 8, value=defaults.lam, step=1, label="λ: tokens drafted per block"))
+                                max_new = raw(gr.Slider(8, 512, value=defaults.max_new_tokens, step=8,
+                                                        label="Max new tokens", elem_id="max-new"))
+                            with gr.Row():
+                                seed = raw(gr.Number(0, label="Seed (empty = random)", precision=0, elem_id="seed"))
+                                greedy = gr.Checkbox(defaults.greedy, label="Greedy (deterministic)")
+                            with gr.Row():
+                                temperature = raw(gr.Slider(0.05, 2.0, value=defaults.temperature, step=0.05,
+                                                            label="Temperature"))
+                                top_k = raw(gr.Slider(0, 100, value=defaults.top_k, step=1, label="Top-k (0 = off)"))
+                            with gr.Row():
+                                top_p = raw(gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"))
+                                repetition_penalty = raw(gr.Slider(
+                                    1.0, 2.0, value=recommended.repetition_penalty, step=0.05,
+                                    label="Repetition penalty (on the answer only; 1 = off)", elem_id="repetition-penalty"))
+                            with gr.Row():
+                                no_repeat = raw(gr.Slider(0, 8, value=recommended.no_repeat_ngram_size, step=1,
+                                                          label="No-repeat n-gram size (0 = off)", elem_id="no-repeat"))
+                                alpha = raw(gr.Slider(0.0, 3.0, value=0.0, step=0.1, label="Fusion α (0 = product "
+                                                      "of experts)", elem_id="fusion-alpha"))
                             weights = gr.Textbox("", label="Fusion weights A:B:… (empty = equal)",
                                                  elem_id="fusion-weights")
                         with gr.Accordion("Model options", open=False, elem_id="model-options",

@@ -73,10 +73,10 @@ def _swatch(colour: str, text: str) -> str:
 
 def colours_html() -> str:
     """What every colour on the page means: tokens (the panels' own legend), personas, charts, messages."""
-    personas = "".join(
-        f'<li><span class="pane-title pane-title-{label.lower()}">Persona {label}</span> {PERSONA_COLOURS[label]}: '
-        f'the underline of the tokens it drafted, its bars in the acceptance chart, its fit chip</li>'
-        for label in PERSONA_COLOURS)
+    names = ", ".join(f'<span class="pane-title pane-title-{label.lower()}">Persona {label}</span> {colour}'
+                      for label, colour in PERSONA_COLOURS.items())
+    personas = (f"<li>{names}: the underline of the tokens each one drafted, its bars in the acceptance chart, "
+                "the ring of its fit chip, the underline of its labels</li>")
     decisions = charts.COLORS
     charts_items = (
         f'<li>{_swatch(decisions["accepted"], "")}{_swatch(decisions["resampled"], "")}'

@@ -327,7 +327,8 @@ def answers_html(record: dict | None) -> str:
     best = {label: max((m[label] for m in means.values() if label in m), default=None) for label in labels}
     head = "".join(f'<th><span class="pj-fit-chip drafter-{esc(label)}">{esc(_persona(label, _names(personas)))}'
                    f'</span></th>' for label in labels)
-    head += "".join(f'<th title="{esc(meter.about)}">{esc(meter.title)}</th>' for meter in METERS.values())
+    head += "".join(f'<th title="{esc(meter.about)}"><span class="pj-long">{esc(meter.title)}</span>'
+                    f'<span class="pj-short">{esc(meter.short)}</span></th>' for meter in METERS.values())
     rows = []
     for panel in record["panels"]:
         slot, mean = panel["slot"], means[panel["slot"]]
