@@ -311,6 +311,9 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
         model_event = dict(concurrency_id=CONCURRENCY_ID, concurrency_limit=access.concurrent_runs)
         # Load needs no GPU call: on ZeroGPU it only reports what start-up loaded.
         load_btn.click(served(studio.load), [model, four_bit], model_msg, **model_event, api_name="load")
+        # In the browser alone, before the run (Gradio 6.31 starts a click's later listeners only when the
+        # run has ended): bring the panels into view and clear "Did it work?"'s table ...
+        run_btn.click(None, None, answers, js=on_run_js(render.answers_html(None)), api_visibility="private")
         run_event = run_btn.click(
             on_gpu(studio.run, gpu_time.run_duration(studio.run)),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
@@ -320,9 +323,6 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
             **model_event, api_name="run",
         )
         run_event.then(studio.status, [model, four_bit], model_msg, api_visibility="private")
-        # In the browser alone: bring the panels into view, clear "Did it work?"'s table (a second server
-        # event on the same click only ran after the run, in Gradio 6.31)...
-        run_btn.click(None, None, answers, js=on_run_js(render.answers_html(None)), api_visibility="private")
         # ... which the run's record fills when it ends
         run_event.then(render.answers_html, record, answers, api_visibility="private")
         stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, run_msg, cancels=[run_event],
