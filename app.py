@@ -12,6 +12,7 @@ per visitor. Tests put preloaded models in with `register_model`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pjudge_core.ui.hosting import Hosting, prepare_for_forks  # reads the environment; touches no CUDA
@@ -26,7 +27,7 @@ import gradio as gr
 
 from pjudge_core import DecodeSettings, LoadedModel
 from pjudge_core import presets as P
-from pjudge_core.ui import insight, lab, render
+from pjudge_core.ui import about, insight, lab, render
 from pjudge_core.ui.access import Access
 from pjudge_core.ui.fields import raw
 from pjudge_core.ui.form import MAX_PERSONAS
@@ -51,15 +52,15 @@ if HOSTING.zero_gpu:  # every call's process inherits them, warmed up, and one C
     MODELS.preload(HOSTING.start_models(Access.from_env()), **HOSTING.load_kwargs)
     prepare_for_forks()
 
-INTRO = """
-# Persona-judge Studio
-Two to four **preferences** (personas) steer one answer, with no training. The same model is prompted
-once per persona. In each block of λ tokens one persona *drafts* and the next *judges*: a drafted token
-is kept when the judge finds it likely enough (u ≤ p/q), otherwise the judge picks its own token. Roles
-rotate every block, so the answer has to satisfy every persona. Tick other methods to watch them decode
-side by side with the same seed: direct prompting (all preferences in one prompt), each persona alone,
-logit fusion, and what the paper's official code actually does.
-"""
+
+
+def on_run_js(cleared: str) -> str:
+    """What Run does in the browser: scroll to the panels unless their top is on screen, and return
+    `cleared` (HTML) for "Did it work?"'s table."""
+    return ("() => { const panels = document.getElementById('panels');"
+            " if (panels && panels.getBoundingClientRect().top > window.innerHeight - 160)"
+            " panels.scrollIntoView({behavior: 'smooth', block: 'start'});"
+            f" return {json.dumps(cleared)}; }}")
 
 
 def register_model(name: str, lm: LoadedModel) -> None:
@@ -68,11 +69,12 @@ def register_model(name: str, lm: LoadedModel) -> None:
 
 
 def persona_column(label: str, names: list[str], value: str, visible: bool = True):
-    """A preset dropdown and an editable preference text for one persona."""
-    with gr.Column(scale=5, visible=visible, min_width=240) as column:
-        gr.HTML(f'<span class="pane-title pane-title-{label.lower()}">Persona {label}</span>')
-        preset = gr.Dropdown(names, value=value, label=f"Preset {label}", elem_id=f"persona-{label.lower()}")
-        text = gr.Textbox(P.persona_text(value) if value else "", label=f"Preference {label}", lines=2,
+    """A preset dropdown and an editable preference text for one persona; its labels take the
+    persona's colour (assets/style.css), the colour of the tokens it drafts."""
+    with gr.Column(scale=5, visible=visible, min_width=200, elem_classes=["pj-persona", f"pj-persona-{label.lower()}"]
+                   ) as column:
+        preset = gr.Dropdown(names, value=value, label=f"Persona {label}", elem_id=f"persona-{label.lower()}")
+        text = gr.Textbox(P.persona_text(value) if value else "", label=f"Preference {label}", lines=3,
                           elem_id=f"pref-{label.lower()}")
     return column, preset, text
 
@@ -106,163 +108,192 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
     defaults = DecodeSettings()
 
     with gr.Blocks(title="Persona-judge Studio", delete_cache=(DELETE_EVERY_S, KEEP_SECONDS)) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(about.HEADER, elem_id="header")
         if access.public:
             gr.Markdown(" ".join(filter(None, (access.notice(), hosting.notice()))), elem_id="public-notice")
         record = gr.State(None)
         # How many personas are shown (2-4). A hidden number rather than a State, so API callers can set it.
         n_personas = raw(gr.Number(2, visible=False, precision=0, elem_id="n-personas"))
+        front_state, truth, inference = gr.State(None), gr.State(None), gr.State(None)  # outside the tabs: they
+        # hold no layout, and a State between two Tabs made Gradio 6.31 draw the later tabs' buttons twice
 
-        # ---- model
-        with gr.Row(equal_height=False):
-            model = raw(gr.Dropdown(
-                model_choices(access.models if access.public else None), value=model_id, label="Model",
-                info=("The models this demo offers" if access.public else
-                      "A preset, or type any Hugging Face id / local folder / .gguf path"),
-                allow_custom_value=not access.public, scale=4, elem_id="model-select"))
-            with gr.Column(scale=1, min_width=160):
-                four_bit = gr.Checkbox(False, label="4-bit (NF4, CPU or GPU)", elem_id="four-bit",
-                                       visible=not access.public or bool(access.four_bit),
-                                       info="A third of the memory. Slower on CPUs without AVX512-BF16 "
-                                            "(about 2× here); on a GPU, the way to fit 3B–8B models.")
-                load_btn = gr.Button("Load", elem_id="load-btn")
-        model_msg = gr.HTML(studio.start_status(), elem_id="model-status")
+        # "wrap": on a phone every tab stays in sight (a menu would hide the ones a newcomer should find).
+        # A tab's content enters the page when it is first opened; until then Gradio 6.31 keeps only a
+        # component's last update (see `Studio.run`: its last update repeats the fit heatmap).
+        with gr.Tabs(overflow_behavior="wrap", elem_id="tabs"):
+            # ================================================================ Compare: the lab
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                # Who (personas) and what (query), then Run, fit on a laptop's first screen; the model,
+                # the methods and every secondary setting sit in the narrower column beside them.
+                with gr.Row(equal_height=False, elem_id="setup"):
+                    with gr.Column(scale=3, min_width=340, elem_id="setup-main"):
+                        with gr.Row(equal_height=False, elem_id="personas-ab"):
+                            _, persona_a, pref_a = persona_column("A", persona_names, pa)
+                            swap_btn = gr.Button("⇄ Swap", scale=0, min_width=70, elem_id="swap-btn", size="sm")
+                            _, persona_b, pref_b = persona_column("B", persona_names, pb)
+                        with gr.Accordion("More personas (C, D)", open=False, elem_id="more-personas"):
+                            with gr.Row():
+                                add_btn = gr.Button("+ Add persona", size="sm", elem_id="add-persona")
+                                remove_btn = gr.Button("− Remove persona", size="sm", elem_id="remove-persona")
+                            with gr.Row(equal_height=False):
+                                col_c, persona_c, pref_c = persona_column("C", persona_names, None, visible=False)
+                                col_d, persona_d, pref_d = persona_column("D", persona_names, None, visible=False)
+                        query = gr.Textbox(first_query, label="Query", lines=2, elem_id="query")
+                        with gr.Accordion("Example queries", open=False, elem_id="examples"):
+                            gr.Examples([[q] for q in queries], inputs=[query], cache_examples=False, label=None)
+                        with gr.Row(elem_id="run-row"):
+                            run_btn = gr.Button("Run", variant="primary", scale=3, elem_id="run-btn")
+                            stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop-btn")
+                        run_msg = gr.HTML("", elem_id="run-status")
+                    with gr.Column(scale=2, min_width=300, elem_id="setup-side"):
+                        model = raw(gr.Dropdown(
+                            model_choices(access.models if access.public else None), value=model_id, label="Model",
+                            allow_custom_value=not access.public, elem_id="model-select",
+                            info=("The models this demo offers" if access.public else
+                                  "A preset, or any Hugging Face id / local folder / .gguf path")))
+                        with gr.Row(equal_height=False, elem_id="model-row"):
+                            with gr.Column(scale=4, min_width=180):
+                                model_msg = gr.HTML(studio.start_status(), elem_id="model-status")
+                            load_btn = gr.Button("Load", scale=1, min_width=70, elem_id="load-btn")
+                        pair = gr.Dropdown(list(data.pairs), value=first_pair, label="Ready-made pair",
+                                           info="Fills personas A and B; edit the texts freely", elem_id="pair-select")
+                        methods = raw(gr.CheckboxGroup(
+                            lab.method_choices(2), value=list(lab.DEFAULT_SLOTS), label="Methods to compare",
+                            info="One panel per ticked method, all decoding at once with the same seed; each "
+                                 "panel says what its method does",
+                            elem_id="methods"))
+                        with gr.Accordion("Decoding parameters", open=False, elem_id="parameters"):
+                            roles = raw(gr.Radio([("rotate every block (Persona-judge)", "alternate"),
+                                                  ("fixed: A drafts, B judges (Persona-judge-Base)", "fixed")],
+                                                 value="alternate", label="Roles in the Persona-judge panel"))
+                            with gr.Row():  # two knobs a row: the column is narrow, the list long
+                                lam = raw(gr.Slider(1, 8, value=defaults.lam, step=1, label="λ: tokens drafted per block"))
+                                max_new = raw(gr.Slider(8, 512, value=defaults.max_new_tokens, step=8,
+                                                        label="Max new tokens", elem_id="max-new"))
+                            with gr.Row():
+                                seed = raw(gr.Number(0, label="Seed (empty = random)", precision=0, elem_id="seed"))
+                                greedy = gr.Checkbox(defaults.greedy, label="Greedy (deterministic)")
+                            with gr.Row():
+                                temperature = raw(gr.Slider(0.05, 2.0, value=defaults.temperature, step=0.05,
+                                                            label="Temperature"))
+                                top_k = raw(gr.Slider(0, 100, value=defaults.top_k, step=1, label="Top-k (0 = off)"))
+                            with gr.Row():
+                                top_p = raw(gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"))
+                                repetition_penalty = raw(gr.Slider(
+                                    1.0, 2.0, value=recommended.repetition_penalty, step=0.05,
+                                    label="Repetition penalty (on the answer only; 1 = off)", elem_id="repetition-penalty"))
+                            with gr.Row():
+                                no_repeat = raw(gr.Slider(0, 8, value=recommended.no_repeat_ngram_size, step=1,
+                                                          label="No-repeat n-gram size (0 = off)", elem_id="no-repeat"))
+                                alpha = raw(gr.Slider(0.0, 3.0, value=0.0, step=0.1, label="Fusion α (0 = product "
+                                                      "of experts)", elem_id="fusion-alpha"))
+                            weights = gr.Textbox("", label="Fusion weights A:B:… (empty = equal)",
+                                                 elem_id="fusion-weights")
+                        with gr.Accordion("Model options", open=False, elem_id="model-options",
+                                          visible=not access.public or bool(access.four_bit)):
+                            four_bit = gr.Checkbox(False, label="4-bit (NF4, CPU or GPU)", elem_id="four-bit",
+                                                   visible=not access.public or bool(access.four_bit),
+                                                   info="A third of the memory. Slower on CPUs without AVX512-BF16 "
+                                                        "(about 2× here); on a GPU, the way to fit 3B–8B models. "
+                                                        "Applies at the next Load or Run.")
 
-        # ---- personas
-        pair = gr.Dropdown(list(data.pairs), value=first_pair, label="Ready-made pair",
-                           info="Fills personas A and B; edit the texts freely", elem_id="pair-select")
-        with gr.Row(equal_height=False):
-            _, persona_a, pref_a = persona_column("A", persona_names, pa)
-            swap_btn = gr.Button("⇄ Swap A↔B", scale=1, min_width=90, elem_id="swap-btn", size="sm")
-            _, persona_b, pref_b = persona_column("B", persona_names, pb)
-        with gr.Row(equal_height=False):
-            col_c, persona_c, pref_c = persona_column("C", persona_names, None, visible=False)
-            col_d, persona_d, pref_d = persona_column("D", persona_names, None, visible=False)
-        with gr.Row():
-            add_btn = gr.Button("+ Add persona", size="sm", elem_id="add-persona")
-            remove_btn = gr.Button("− Remove persona", size="sm", elem_id="remove-persona")
-
-        query = gr.Textbox(first_query, label="Query", lines=2, elem_id="query")
-        gr.Examples([[q] for q in queries], inputs=[query], cache_examples=False, label="Example queries")
-
-        # ---- methods and parameters
-        methods = raw(gr.CheckboxGroup(
-            lab.method_choices(2), value=list(lab.DEFAULT_SLOTS), label="Methods to compare",
-            info="One panel per ticked method, all decoding at once with the same seed", elem_id="methods"))
-        with gr.Accordion("Decoding parameters", open=False):
-            with gr.Row():
-                lam = raw(gr.Slider(1, 8, value=defaults.lam, step=1, label="λ: tokens drafted per block"))
-                roles = raw(gr.Radio([("rotate every block (Persona-judge)", "alternate"),
-                                      ("fixed: A drafts, B judges (Persona-judge-Base)", "fixed")],
-                                     value="alternate", label="Roles in the Persona-judge panel"))
-                greedy = gr.Checkbox(defaults.greedy, label="Greedy (deterministic)")
-            with gr.Row():
-                temperature = raw(gr.Slider(0.05, 2.0, value=defaults.temperature, step=0.05, label="Temperature"))
-                top_k = raw(gr.Slider(0, 100, value=defaults.top_k, step=1, label="Top-k (0 = off)"))
-                top_p = raw(gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"))
-            with gr.Row():
-                repetition_penalty = raw(gr.Slider(
-                    1.0, 2.0, value=recommended.repetition_penalty, step=0.05,
-                    label="Repetition penalty (on the answer only; 1 = off)", elem_id="repetition-penalty"))
-                no_repeat = raw(gr.Slider(0, 8, value=recommended.no_repeat_ngram_size, step=1,
-                                          label="No-repeat n-gram size (0 = off)", elem_id="no-repeat"))
-            with gr.Row():
-                alpha = raw(gr.Slider(0.0, 3.0, value=0.0, step=0.1, label="Fusion α (0 = product of experts)",
-                                      elem_id="fusion-alpha"))
-                weights = gr.Textbox("", label="Fusion weights A:B:… (empty = equal)", elem_id="fusion-weights")
-            with gr.Row():
-                max_new = raw(gr.Slider(8, 512, value=defaults.max_new_tokens, step=8, label="Max new tokens",
-                                        elem_id="max-new"))
-                seed = raw(gr.Number(0, label="Seed (empty = random)", precision=0, elem_id="seed"))
-
-        with gr.Row():
-            run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
-            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
-        run_msg = gr.HTML("", elem_id="run-status")
-
-        # ---- one panel per method
-        panel_columns, panel_html = [], []
-        with gr.Row(equal_height=False, elem_id="panels"):
-            for slot in lab.SLOTS:
-                slug = lab.slot_id(slot)
-                html_id = {"persona-judge": "pj-tokens", "direct": "direct-output"}.get(slot, f"tokens-{slug}")
-                with gr.Column(min_width=300, visible=slot in lab.DEFAULT_SLOTS, elem_id=f"panel-{slug}",
-                               elem_classes=["pj-panel"]) as column:
-                    html = gr.HTML(render.panel_html(lab.slot_spec(slot).label, "", []), elem_id=html_id)
-                panel_columns.append(column)
-                panel_html.append(html)
-        gr.HTML(render.legend_html(), elem_id="pj-legend")
-        heatmap = gr.Plot(label="Persona-judge, block by block", elem_id="pj-heatmap")
-        with gr.Row():
-            plot = gr.Plot(label="log(p/q) per token", elem_id="pj-plot")
-            acceptance = gr.Plot(label="Acceptance rate", elem_id="pj-acceptance")
-        download = gr.DownloadButton("Download this run (JSON: every panel's text, spec, settings, trace, persona "
-                                     "fit, front, inference)", visible=False, size="sm", elem_id="run-download")
-
-        # ---- insight: what did each persona do to the answers?
-        gr.Markdown("### Did it work? Persona fit of every answer\n" + FIT_NOTE, elem_id="fit-note")
-        fit_heatmap = gr.Plot(label="Persona fit per token", elem_id="fit-heatmap")
-        with gr.Accordion("Which method served every persona best? Sample K answers per method", open=False,
-                          elem_id="front-section"):
-            gr.Markdown("Samples K answers per ticked method (seeds shared across methods), scores each under "
-                        "every persona, and plots one point per answer with each method's mean and 95% interval. "
-                        "With two fit axes, up and to the right is better for both personas; an axis can also "
-                        "be an independent meter (reading grade, words, VADER sentiment) of each answer.")
-            with gr.Row():
-                front_k = raw(gr.Slider(1, MAX_SAMPLES, value=DEFAULT_SAMPLES, step=1, label="K: samples per method",
-                                        elem_id="front-k"))
-                front_tokens = raw(gr.Slider(8, 256, value=DEFAULT_FRONT_TOKENS, step=8, label="tokens per answer",
-                                             elem_id="front-tokens"))
-                front_x = raw(gr.Dropdown(InsightHandlers.axis_choices(2), value="A", label="x axis: fit or meter",
-                                          elem_id="front-x"))
-                front_y = raw(gr.Dropdown(InsightHandlers.axis_choices(2), value="B", label="y axis: fit or meter",
-                                          elem_id="front-y"))
-            with gr.Row():
-                front_btn = gr.Button("Sample K per method", variant="primary", elem_id="front-btn")
-                front_stop = gr.Button("Stop sampling", variant="stop", elem_id="front-stop")
-            front_msg = gr.HTML("", elem_id="front-status")
-            front_plot = gr.Plot(label="Persona fit per answer", elem_id="fit-front")
-        front_state = gr.State(None)
-
-        with gr.Accordion("Infer a persona from a user's example pairs", open=False, elem_id="infer-section"):
-            gr.Markdown("Which candidate persona best explains what a user chose? Each candidate scores "
-                        "Σ [log p(chosen | prompt, persona) − log p(rejected | prompt, persona)] under this model.")
-            with gr.Row():
-                infer_user = raw(gr.Dropdown(insight.user_choices(), value=None, label="A P-Soups user (bundled)",
-                                             elem_id="infer-user", scale=3))
-                with gr.Column(scale=2):
-                    infer_kind = gr.Radio([(label, kind) for kind, label in insight.CANDIDATE_KINDS.items()],
-                                          value="psoups", label="Candidates", elem_id="infer-candidates")
-                    infer_write = gr.Checkbox(False, label="…and one the model writes from the pairs",
-                                              info="Useful with larger models; a 135M model tends to paraphrase "
-                                                   "the examples", elem_id="infer-write")
-            infer_profile = gr.HTML("", elem_id="infer-profile")
-            infer_pairs = gr.Dataframe(headers=["prompt", "chosen", "rejected"], column_count=(3, "fixed"),
-                                       row_count=(3, "dynamic"), type="array", interactive=True, wrap=True,
-                                       column_widths=["34%", "33%", "33%"],
-                                       label="Example pairs (edit, add rows, or paste)", elem_id="infer-pairs")
-            with gr.Accordion("Paste or upload JSON", open=False):
-                infer_json = gr.Textbox("", lines=4, label="JSON: a list of {prompt, chosen, rejected}, or one "
-                                        "user record", elem_id="infer-json")
+                # ---- one panel per method
+                panel_columns, panel_html = [], []
+                with gr.Row(equal_height=False, elem_id="panels"):
+                    for slot in lab.SLOTS:
+                        slug = lab.slot_id(slot)
+                        html_id = {"persona-judge": "pj-tokens", "direct": "direct-output"}.get(slot, f"tokens-{slug}")
+                        with gr.Column(min_width=300, visible=slot in lab.DEFAULT_SLOTS, elem_id=f"panel-{slug}",
+                                       elem_classes=["pj-panel"]) as column:
+                            html = gr.HTML(render.panel_html(lab.slot_spec(slot).label, "", []), elem_id=html_id)
+                        panel_columns.append(column)
+                        panel_html.append(html)
+                gr.HTML(render.legend_html(), elem_id="pj-legend")
+                download = gr.DownloadButton("Download this run (JSON: every panel's text, spec, settings, trace, "
+                                             "persona fit, front, inference)", visible=False, size="sm",
+                                             elem_id="run-download")
+                heatmap = gr.Plot(label="Persona-judge, block by block", elem_id="pj-heatmap")
                 with gr.Row():
-                    infer_json_btn = gr.Button("Put this JSON in the table", size="sm", elem_id="infer-json-btn")
-                    infer_file = gr.UploadButton("Upload a .json file", file_types=[".json"], size="sm",
-                                                 elem_id="infer-file")
-            infer_btn = gr.Button("Infer the persona", variant="primary", elem_id="infer-btn")
-            infer_out = gr.HTML("", elem_id="infer-result")
-            with gr.Row():
-                use_a = gr.Button("Use the best as persona A", size="sm", interactive=False, elem_id="infer-use-a")
-                use_b = gr.Button("Use the best as persona B", size="sm", interactive=False, elem_id="infer-use-b")
-        truth = gr.State(None)
-        inference = gr.State(None)
+                    plot = gr.Plot(label="log(p/q) per token", elem_id="pj-plot")
+                    acceptance = gr.Plot(label="Acceptance rate", elem_id="pj-acceptance")
 
-        with gr.Accordion("Judge capacity: can this model tell two personas apart?", open=False):
-            gr.Markdown("Scores a sample of the P-Soups student/PhD preference pairs: how often the "
-                        "persona-prompted model prefers the answer written for that persona.")
-            with gr.Row():
-                cap_n = raw(gr.Slider(10, 200, value=40, step=10, label="pairs to score"))
-                cap_btn = gr.Button("Measure judge capacity", elem_id="capacity-btn")
-            cap_out = gr.HTML("", elem_id="capacity-result")
+            # ================================================================ Did it work?
+            with gr.Tab("Did it work?", id="insight", elem_id="tab-insight"):
+                gr.Markdown("### Persona fit and meters of every answer\n" + FIT_NOTE, elem_id="fit-note")
+                answers = gr.HTML(render.answers_html(None), elem_id="answers-summary")
+                fit_heatmap = gr.Plot(label="Persona fit per token", elem_id="fit-heatmap")
+                with gr.Column(elem_id="front-section"):
+                    gr.Markdown("### Which method served every persona best?\nSamples K answers per method ticked "
+                                "on Compare, with its personas, query and settings (seeds shared across methods), "
+                                "scores each under every persona, and plots one point per answer with each method's "
+                                "mean and 95% interval. With two fit axes, up and to the right is better for both "
+                                "personas; an axis can also be an independent meter (reading grade, words, VADER "
+                                "sentiment) of each answer. The samples go into the run's download on Compare.")
+                    with gr.Row():
+                        front_k = raw(gr.Slider(1, MAX_SAMPLES, value=DEFAULT_SAMPLES, step=1,
+                                                label="K: samples per method", elem_id="front-k"))
+                        front_tokens = raw(gr.Slider(8, 256, value=DEFAULT_FRONT_TOKENS, step=8,
+                                                     label="tokens per answer", elem_id="front-tokens"))
+                        front_x = raw(gr.Dropdown(InsightHandlers.axis_choices(2), value="A",
+                                                  label="x axis: fit or meter", elem_id="front-x"))
+                        front_y = raw(gr.Dropdown(InsightHandlers.axis_choices(2), value="B",
+                                                  label="y axis: fit or meter", elem_id="front-y"))
+                    with gr.Row():
+                        front_btn = gr.Button("Sample K per method", variant="primary", elem_id="front-btn")
+                        front_stop = gr.Button("Stop sampling", variant="stop", elem_id="front-stop")
+                    front_msg = gr.HTML("", elem_id="front-status")
+                    front_plot = gr.Plot(label="Persona fit per answer", elem_id="fit-front")
+
+            # ================================================================ Infer a persona
+            with gr.Tab("Infer a persona", id="infer", elem_id="tab-infer"):
+                gr.Markdown("### Which persona explains a user's choices?\nEach candidate persona scores "
+                            "Σ [log p(chosen | prompt, persona) − log p(rejected | prompt, persona)] under the model "
+                            "picked on Compare; the best one can become persona A or B there.")
+                with gr.Row(equal_height=False):
+                    infer_user = raw(gr.Dropdown(insight.user_choices(), value=None, label="A P-Soups user (bundled)",
+                                                 elem_id="infer-user", scale=3))
+                    with gr.Column(scale=2, min_width=260):
+                        infer_kind = gr.Radio([(label, kind) for kind, label in insight.CANDIDATE_KINDS.items()],
+                                              value="psoups", label="Candidates", elem_id="infer-candidates")
+                        infer_write = gr.Checkbox(False, label="…and one the model writes from the pairs",
+                                                  info="Useful with larger models; a 135M model tends to paraphrase "
+                                                       "the examples", elem_id="infer-write")
+                infer_profile = gr.HTML("", elem_id="infer-profile")
+                infer_pairs = gr.Dataframe(headers=["prompt", "chosen", "rejected"], column_count=(3, "fixed"),
+                                           row_count=(3, "dynamic"), type="array", interactive=True, wrap=True,
+                                           column_widths=["34%", "33%", "33%"],
+                                           label="Example pairs (edit, add rows, or paste)", elem_id="infer-pairs")
+                with gr.Accordion("Paste or upload JSON", open=False):
+                    infer_json = gr.Textbox("", lines=4, label="JSON: a list of {prompt, chosen, rejected}, or one "
+                                            "user record", elem_id="infer-json")
+                    with gr.Row():
+                        infer_json_btn = gr.Button("Put this JSON in the table", size="sm", elem_id="infer-json-btn")
+                        infer_file = gr.UploadButton("Upload a .json file", file_types=[".json"], size="sm",
+                                                     elem_id="infer-file")
+                infer_btn = gr.Button("Infer the persona", variant="primary", elem_id="infer-btn")
+                infer_out = gr.HTML("", elem_id="infer-result")
+                with gr.Row():
+                    use_a = gr.Button("Use the best as persona A (on Compare)", size="sm", interactive=False,
+                                      elem_id="infer-use-a")
+                    use_b = gr.Button("Use the best as persona B (on Compare)", size="sm", interactive=False,
+                                      elem_id="infer-use-b")
+
+            # ================================================================ Judge capacity
+            with gr.Tab("Judge capacity", id="capacity", elem_id="tab-capacity"):
+                gr.Markdown("### Can this model tell two personas apart?\nScores a sample of the P-Soups "
+                            "student/PhD preference pairs with the model picked on Compare: how often the "
+                            "persona-prompted model prefers the answer written for that persona. Near 50% it is a "
+                            "weak judge, and Persona-judge has little to work with.")
+                with gr.Row(equal_height=False):
+                    cap_n = raw(gr.Slider(10, 200, value=40, step=10, label="pairs to score", elem_id="capacity-n"))
+                    cap_btn = gr.Button("Measure judge capacity", variant="primary", elem_id="capacity-btn")
+                cap_out = gr.HTML("", elem_id="capacity-result")
+
+            # ================================================================ About
+            with gr.Tab("About", id="about", elem_id="tab-about"):
+                gr.Markdown(about.METHOD, elem_id="about-method")
+                gr.HTML(about.colours_html(), elem_id="about-colours")
+                gr.Markdown(about.CITATION, elem_id="about-cite")
 
         # ---- wiring
         for preset, text in ((persona_a, pref_a), (persona_b, pref_b), (persona_c, pref_c), (persona_d, pref_d)):
@@ -280,6 +311,9 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
         model_event = dict(concurrency_id=CONCURRENCY_ID, concurrency_limit=access.concurrent_runs)
         # Load needs no GPU call: on ZeroGPU it only reports what start-up loaded.
         load_btn.click(served(studio.load), [model, four_bit], model_msg, **model_event, api_name="load")
+        # In the browser alone, before the run (Gradio 6.31 starts a click's later listeners only when the
+        # run has ended): bring the panels into view and clear "Did it work?"'s table ...
+        run_btn.click(None, None, answers, js=on_run_js(render.answers_html(None)), api_visibility="private")
         run_event = run_btn.click(
             on_gpu(studio.run, gpu_time.run_duration(studio.run)),
             [model, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy, temperature,
@@ -289,6 +323,8 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
             **model_event, api_name="run",
         )
         run_event.then(studio.status, [model, four_bit], model_msg, api_visibility="private")
+        # ... which the run's record fills when it ends
+        run_event.then(render.answers_html, record, answers, api_visibility="private")
         stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, run_msg, cancels=[run_event],
                        api_visibility="private")
         front_event = front_btn.click(

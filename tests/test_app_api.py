@@ -17,7 +17,7 @@ from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
 from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.fit import persona_fit
 from pjudge_core.evaluation.inference import infer_persona
-from pjudge_core.evaluation.meters import measure
+from pjudge_core.evaluation.meters import format_number, measure
 from pjudge_core.ui import insight, lab, render
 
 QUERY = "Describe a sunset."
@@ -204,6 +204,26 @@ def test_each_finished_answer_gets_its_persona_fit_in_its_panel_the_heatmap_and_
     first_fit = next(i for i, o in enumerate(outputs) if "pj-fit" in str(o[PANEL["persona-judge"]]) or
                      "pj-fit" in str(o[PANEL["direct"]]))
     assert first_fit < len(outputs) - 1
+
+
+
+def test_the_did_it_work_table_lines_up_each_answers_fit_and_meters_from_the_record(client):
+    record = downloaded(run(client, max_new=16, methods=["persona-judge", "direct", "fusion"])[-1][DOWNLOAD])
+    rows = re.findall(r'<tr data-slot="([^"]+)">(.*?)</tr>', render.answers_html(record))
+    assert [slot for slot, _ in rows] == ["persona-judge", "direct", "fusion"]
+    tops = {"A": [], "B": []}
+    for slot, row in rows:
+        mean = record["fit"]["panels"][slot]["mean"]
+        cells = re.findall(r'<td(?: class="pj-top")? data-fit="([^"]+)"', row)
+        assert [float(c) for c in cells] == pytest.approx([mean["A"], mean["B"]], abs=1e-6)
+        meters = dict(re.findall(r'<td data-meter="([^"]+)">([^<]*)</td>', row))
+        assert meters == {name: html.escape(format_number(name, value))
+                          for name, value in record["meters"]["panels"][slot].items()}
+        for label, cell in zip("AB", re.findall(r'<td([^>]*) data-fit=', row)):
+            if "pj-top" in cell:
+                tops[label].append(mean[label])
+    for label in "AB":  # the highest fit under each persona is the one marked
+        assert tops[label] == [max(record["fit"]["panels"][s]["mean"][label] for s, _ in rows)]
 
 
 FRONT_ARGS = ["tiny-test", False, "vivid", PREF_A, "creative", PREF_B, QUERY, 4, "alternate", False, 0.9, 20, 0.9, 7,

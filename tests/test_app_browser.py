@@ -1,9 +1,11 @@
 """Real-browser tests: Playwright (pip) driving Debian's /usr/bin/chromium against the app.
 
-The fast tests use tiny random models registered in the app ("tiny-test", and "tiny-slow" whose
-forward sleeps so a run lasts long enough to watch it or stop it). The slow test uses the bundled
-SmolLM2, measures the first tokens on screen and saves screenshots at desktop and phone widths,
-light and dark, under artifacts/. A missing chromium is a FAILURE with a clear message, never a skip.
+The page has five tabs (Compare, Did it work?, Infer a persona, Judge capacity, About); each test
+goes to the tab of the feature it uses. The fast tests use tiny random models registered in the
+app ("tiny-test", and "tiny-slow" whose forward sleeps so a run lasts long enough to watch it or
+stop it). The slow test uses the bundled SmolLM2, measures the first tokens on screen and saves
+screenshots of every tab at desktop and phone widths, light and dark, under artifacts/. A missing
+chromium is a FAILURE with a clear message, never a skip.
 """
 
 import json
@@ -35,7 +37,8 @@ def server(tiny_lm):
 
     # On the decoder stack: it runs in every forward (the CPU fast path projects its output itself).
     slow.model.get_decoder().register_forward_pre_hook(slow_forward)
-    with serve_app({"tiny-test": tiny_lm, "tiny-slow": slow}, **app.launch_kwargs()) as url:
+    long = make_tiny_lm(max_positions=4096)  # judge capacity's pairs exceed 512 tokens
+    with serve_app({"tiny-test": tiny_lm, "tiny-slow": slow, "tiny-long": long}, **app.launch_kwargs()) as url:
         yield url
 
 
@@ -59,6 +62,25 @@ def open_page(browser, url, width=1400, height=1000, dark=False):
     page.goto(url + ("?__theme=dark" if dark else ""), wait_until="domcontentloaded")
     page.wait_for_selector("#run-btn", timeout=30_000)
     return page
+
+
+TABS = {"Compare": "#tab-compare", "Did it work?": "#tab-insight", "Infer a persona": "#tab-infer",
+        "Judge capacity": "#tab-capacity", "About": "#tab-about"}
+
+
+def open_tab(page, name):
+    """Click the tab `name` and wait for its content."""
+    page.get_by_role("tab", name=name, exact=True).click()
+    page.locator(TABS[name]).wait_for(state="visible", timeout=10_000)
+    page.wait_for_timeout(200)
+
+
+def download_record(page) -> dict:
+    """The run's JSON download (its button is on Compare)."""
+    open_tab(page, "Compare")
+    with page.expect_download() as info:
+        page.locator("#run-download").click()
+    return json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
 
 
 def choose(page, elem_id, value, custom=False):
@@ -169,6 +191,7 @@ def test_add_personas_tick_methods_and_watch_them_stream_together(server, browse
     page = open_page(browser, server)
     choose(page, "model-select", "tiny-slow", custom=True)
     # 1. personas: add C (a preset fills its text), the methods list grows "C alone"
+    open_section(page, "More personas (C, D)", "#add-persona")
     page.locator("#add-persona").click()
     page.wait_for_selector("#pref-c textarea", state="visible")
     choose(page, "persona-c", "humour")
@@ -300,12 +323,8 @@ def pick(page, elem_id, starts_with):
     page.wait_for_timeout(200)
 
 
-FRONT_TITLE = "Which method served every persona best?"
-INFER_TITLE = "Infer a persona from a user's example pairs"
-
-
 def sample_front(page, k, tokens, timeout=120_000):
-    open_section(page, FRONT_TITLE, "#front-btn")
+    open_tab(page, "Did it work?")
     set_slider(page, "front-k", k)
     set_slider(page, "front-tokens", tokens)
     page.locator("#front-btn").click()
@@ -314,7 +333,7 @@ def sample_front(page, k, tokens, timeout=120_000):
 
 
 def infer_user(page, index, timeout=60_000):
-    open_section(page, INFER_TITLE, "#infer-btn")
+    open_tab(page, "Infer a persona")
     pick(page, "infer-user", f"user {index}:")
     page.wait_for_selector(f'#infer-profile .pj-profile[data-user="{index}"]', timeout=15_000)
     page.locator("#infer-btn").click()
@@ -338,11 +357,26 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
             "flesch_kincaid_grade", "words", "vader_compound"], elem_id
         assert " words" in meters.nth(1).inner_text() and meters.nth(2).inner_text().startswith("sentiment ")
     assert "Persona fit under tiny-llama" in page.locator("#pj-tokens .pj-fit, #pj-tokens ~ * .pj-fit").first.inner_text()
+    # "Did it work?": the answers side by side (fit and meters), and the fit heatmap
+    open_tab(page, "Did it work?")
+    page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
+    rows = page.locator("#answers-summary tr[data-slot]")
+    assert rows.evaluate_all("els => els.map(e => e.dataset.slot)") == ["persona-judge", "direct", "fusion"]
+    assert rows.first.locator("td[data-fit]").count() == 2 and rows.first.locator("td[data-meter]").count() == 3
+    assert page.locator("#answers-summary td.pj-top").count() >= 2  # the best fit under A and under B
     page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
     heat = page.evaluate("() => document.querySelector('#fit-heatmap .js-plotly-plot').data.map("
                          "d => ({type: d.type, rows: d.y.length, cols: d.z[0].length}))")
     assert [h["type"] for h in heat] == ["heatmap"] * 3 and all(h["rows"] == 2 for h in heat)
     assert "same model" in page.locator("#fit-note").inner_text()
+    # a new run clears the table until its answers are scored
+    open_tab(page, "Compare")
+    run(page)
+    page.wait_for_selector("#answers-summary .pj-fit-none", state="attached", timeout=5_000)
+    assert page.locator("#answers-summary tr[data-slot]").count() == 0
+    wait_done(page)
+    open_tab(page, "Did it work?")
+    page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
     page.close()
 
 
@@ -357,23 +391,23 @@ def test_front_samples_k_per_method_with_progress_then_stop(server, browser):
     page.wait_for_function("() => (document.querySelector('#fit-front .js-plotly-plot').layout.xaxis.title.text"
                            " || '').startsWith('words')", timeout=15_000)
     assert page.locator("#front-status tr[data-spec]").count() == 2
-    with page.expect_download() as info:
-        page.locator("#run-download").click()
-    front = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))["front"]
+    front = download_record(page)["front"]
     assert len(front["answers"]) == 6 and front["samples"] == 3
 
     # a long front on the slow model: progress shows, Stop ends it, the server stops decoding
     choose(page, "model-select", "tiny-slow", custom=True)
+    open_tab(page, "Did it work?")
     set_slider(page, "front-k", 16)
     set_slider(page, "front-tokens", 64)
     page.locator("#front-btn").click()
     page.wait_for_selector("#front-status:has-text('1 of 32 answers')", timeout=60_000)
-    # the page stays responsive while sampling: another section opens and answers at once
+    # the page stays responsive while sampling: another tab opens and answers at once
     started = time.perf_counter()
-    open_section(page, INFER_TITLE, "#infer-btn")
+    open_tab(page, "Infer a persona")
     pick(page, "infer-user", "user 5:")
     page.wait_for_selector('#infer-profile .pj-profile[data-user="5"]', timeout=10_000)
     responsive = time.perf_counter() - started
+    open_tab(page, "Did it work?")
     assert "32 of 32" not in page.locator("#front-status").inner_text(), "sampling ended before the check"
     print(f"\npicking a user answered {responsive:.2f} s after the click, mid-sampling")
     page.locator("#front-stop").click()
@@ -394,7 +428,9 @@ def test_infer_a_persona_from_a_bundled_user_and_use_it_as_b(server, browser, tm
     assert page.locator("#infer-result .pj-truth").count() == 1  # the user's ground truth is marked
     best = rows.first.locator(".pj-cand-text").inner_text().strip()
     page.locator("#infer-use-b").click()
+    open_tab(page, "Compare")
     page.wait_for_function("t => document.querySelector('#pref-b textarea').value === t", arg=best)
+    open_tab(page, "Infer a persona")
 
     # malformed JSON: a message in the page; a good upload fills the table
     page.get_by_text("Paste or upload JSON").click()
@@ -414,11 +450,95 @@ def test_infer_a_persona_from_a_bundled_user_and_use_it_as_b(server, browser, tm
     page.locator("#infer-btn").click()
     page.wait_for_selector("#infer-result:has-text('2 pairs scored')", timeout=30_000)
     assert page.locator("#infer-pairs b").count() == 0  # the pairs are text, never markup
-    with page.expect_download() as info:
-        page.locator("#run-download").click()
-    inference = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))["inference"]
+    inference = download_record(page)["inference"]
     assert inference["pairs"] == 2 and inference["example_pairs"][0]["chosen"] == pairs[0]["chosen"]
     page.close()
+
+
+def test_run_is_above_the_fold_on_a_laptop(server, browser):
+    """At 1366 x 768 a first visitor sees Run without scrolling; the setup fits beside it."""
+    page = open_page(browser, server, width=1366, height=768)
+    page.wait_for_timeout(500)  # let the layout settle
+    assert page.evaluate("() => window.scrollY") == 0
+    box = page.locator("#run-btn").bounding_box()
+    print(f"\nRun at 1366 x 768: y = {box['y']:.0f} .. {box['y'] + box['height']:.0f}")
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 768, f"Run is below the fold: {box}"
+    for elem_id in ("pref-a", "pref-b", "query", "stop-btn"):  # what Run runs is in sight too
+        other = page.locator(f"#{elem_id}").bounding_box()
+        assert other["y"] + other["height"] <= 768, elem_id
+    for hidden in ("#max-new", "#four-bit", "#add-persona"):  # secondary settings are folded away
+        assert not page.locator(hidden).is_visible(), hidden
+    page.close()
+
+
+def test_every_tab_opens_and_its_feature_runs(server, browser):
+    """Compare runs; Did it work? shows the fit (its front runs in the test above); Infer a persona
+    runs (above); Judge capacity and About here. Visiting every tab leaves one button per tab."""
+    page = open_page(browser, server)
+    tabs = page.get_by_role("tab")
+    assert tabs.all_inner_texts() == list(TABS)
+    choose(page, "model-select", "tiny-test", custom=True)
+    set_number(page, "max-new", 16)
+    run(page)
+    wait_done(page)
+    open_tab(page, "Did it work?")
+    page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
+    page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
+    open_tab(page, "Compare")
+    choose(page, "model-select", "tiny-long", custom=True)  # the model picked on Compare
+    open_tab(page, "Judge capacity")
+    set_slider(page, "capacity-n", 10)
+    page.locator("#capacity-btn").click()
+    page.wait_for_selector("#capacity-result .pj-msg-ok:has-text('alignment accuracy')", timeout=60_000)
+    assert "10 student/PhD preference pairs" in page.locator("#capacity-result").inner_text()
+    open_tab(page, "About")
+    legend = page.locator("#about-colours")
+    for cls in ("tok-accepted", "tok-resampled", "tok-bonus", "tok-sampled", "tok-fused", "drafter-A"):
+        assert legend.locator(f".{cls}").count() >= 1, cls
+    accepted = legend.locator(".tok-accepted").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert accepted.startswith("rgba(46, 158, 91"), accepted  # the stylesheet's colour, not a default
+    assert "2504.12663" in page.locator("#about-cite").inner_text()
+    for name in TABS:  # back and forth: each tab shows its own content
+        open_tab(page, name)
+        for other, selector in TABS.items():
+            if other != name:
+                assert not page.locator(selector).is_visible(), (name, other)
+    assert page.get_by_role("tab").count() == len(TABS), "a tab button is drawn twice"
+    page.close()
+
+
+def test_on_a_phone_every_tab_is_in_reach_and_run_works(server, browser):
+    page = open_page(browser, server, width=390, height=844)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, "the page scrolls sideways"
+    for tab in page.get_by_role("tab").all():  # no tab hides in a menu
+        box = tab.bounding_box()
+        assert box and 0 <= box["x"] and box["x"] + box["width"] <= 390, tab.inner_text()
+    for name in ("Did it work?", "Infer a persona", "Judge capacity", "About", "Compare"):
+        open_tab(page, name)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, f"{name} scrolls sideways"
+    choose(page, "model-select", "tiny-test", custom=True)
+    set_number(page, "max-new", 16)
+    page.locator("#run-btn").scroll_into_view_if_needed()
+    run(page)
+    wait_done(page)
+    assert token_count(page, "pj-tokens") == 16
+    panel = page.locator("#pj-tokens").bounding_box()
+    assert panel["x"] + panel["width"] <= 390
+    open_tab(page, "Did it work?")
+    page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
+    page.close()
+
+
+SHOT_TABS = ("Compare", "Did it work?", "Infer a persona", "Judge capacity", "About")
+
+
+def screenshot_tabs(page, name):
+    """One full-page screenshot per tab, under artifacts/."""
+    for tab in SHOT_TABS:
+        open_tab(page, tab)
+        page.wait_for_timeout(500)
+        slug = tab.lower().replace(" ", "-").replace("?", "")
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{slug}.png"), full_page=True)
 
 
 @pytest.mark.slow
@@ -436,6 +556,7 @@ def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
     both_first = time.perf_counter() - started
     wait_done(page, timeout=180_000)
     page.wait_for_selector("#pj-heatmap .js-plotly-plot", timeout=30_000)
+    open_tab(page, "Did it work?")
     page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
     started = time.perf_counter()
     sample_front(page, 4, 32, timeout=300_000)
@@ -443,22 +564,27 @@ def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
     started = time.perf_counter()
     infer_user(page, 0)
     infer_s = time.perf_counter() - started
-    page.screenshot(path=str(ARTIFACTS / "desktop-1400.png"), full_page=True)
     with capsys.disabled():
         print(f"\nfirst tokens on screen: Persona-judge {pj_first:.2f} s, both panels {both_first:.2f} s after Run; "
               f"front of 4 x 2 answers of 32 tokens {front_s:.1f} s; inference of one user {infer_s:.1f} s")
+    open_tab(page, "Judge capacity")
+    set_slider(page, "capacity-n", 20)
+    page.locator("#capacity-btn").click()
+    page.wait_for_selector("#capacity-result .pj-msg-ok", timeout=300_000)
+    screenshot_tabs(page, "desktop-1400")
     page.close()
 
-    for name, width, dark in (("phone-390", 390, False), ("desktop-1400-dark", 1400, True),
-                              ("phone-390-dark", 390, True)):
-        page = open_page(browser, server, width=width, height=900, dark=dark)
+    for name, width, height, dark in (("laptop-1366", 1366, 768, False), ("phone-390", 390, 844, False),
+                                      ("desktop-1400-dark", 1400, 900, True), ("phone-390-dark", 390, 844, True)):
+        page = open_page(browser, server, width=width, height=height, dark=dark)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-first-screen.png"))  # what a first visitor sees
         tick(page, "fusion")
         set_number(page, "max-new", 32)
         run(page)
         wait_done(page, timeout=120_000)
         page.wait_for_selector("#pj-heatmap .js-plotly-plot", timeout=30_000)
-        page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
         sample_front(page, 2, 16)
+        page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
         infer_user(page, 1)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        screenshot_tabs(page, name)
         page.close()

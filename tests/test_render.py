@@ -1,15 +1,17 @@
 """Token HTML, legend, stats and run records as pure functions (tiny model; no browser)."""
 
+import colorsys
 import html
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
 from pjudge_core import persona_judge
 from pjudge_core.engine.trace import Step
-from pjudge_core.ui import records, render
+from pjudge_core.ui import about, charts, records, render
 
 EVIL = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "' onmouseover='alert(1)", "a & b"]
 
@@ -126,3 +128,65 @@ def test_record_is_compact_json_with_every_panel(pj, tmp_path):
     assert first["token_ids"] == pj.token_ids and first["finished"] and len(first["steps"]) == len(pj.steps)
     assert all(v is not None for s in first["steps"] for v in s.values())  # empty fields are left out
     assert second["finished"] is False and second["token_ids"] == pj.token_ids[:3]
+
+
+# --------------------------------------------------------------------------- the About tab and "Did it work?"
+
+CSS = (Path(__file__).resolve().parent.parent / "assets" / "style.css").read_text(encoding="utf-8")
+
+
+def test_the_about_legend_uses_only_classes_the_stylesheet_defines():
+    defined = set(re.findall(r"\.([A-Za-z][\w-]*)", CSS))
+    used = {name for attr in re.findall(r'class="([^"]*)"', about.colours_html()) for name in attr.split()}
+    assert {"tok-accepted", "tok-resampled", "tok-bonus", "drafter-A", "pane-title-d", "pj-msg-error"} <= used
+    assert used <= defined, f"classes without a style: {used - defined}"
+
+
+def css_colour(name: str) -> str:
+    value = re.search(rf"--{name}:\s*([^;]+);", CSS).group(1).strip()
+    if value.startswith("#"):
+        return value.lower()
+    return "#" + "".join(f"{int(part):02x}" for part in value.split(","))
+
+
+def test_the_page_the_charts_and_the_about_text_agree_on_every_colour():
+    for decision, var in (("accepted", "pj-acc"), ("resampled", "pj-res"), ("bonus", "pj-bon")):
+        assert css_colour(var) == charts.COLORS[decision].lower(), decision
+    hues = {"orange": (20, 45), "purple": (255, 290), "teal": (160, 190), "pink": (320, 350)}
+    assert tuple(about.PERSONA_COLOURS) == render.PERSONA_LABELS
+    for label, word in about.PERSONA_COLOURS.items():
+        colour = css_colour(f"pj-{label.lower()}")
+        assert colour == charts.DRAFTER_COLORS[label].lower(), label
+        r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        hue = colorsys.rgb_to_hsv(r, g, b)[0] * 360
+        assert hues[word][0] <= hue <= hues[word][1], f"persona {label} is called {word} but its hue is {hue:.0f}"
+    # the fit heatmap's colour scale: red below 0, blue above, as the About text says
+    red, blue = (tuple(int(x) for x in re.findall(r"\d+", c)) for c in (about.FIT_DOWN, about.FIT_UP))
+    assert red[0] > red[2] and blue[2] > blue[0]
+    scale = charts.fit_heatmap_figure({}).layout.coloraxis.colorscale
+    assert scale[0][1] == "rgb(103,0,31)" and scale[-1][1] == "rgb(5,48,97)"  # plotly's RdBu, low to high
+
+
+def test_the_about_tab_cites_the_paper():
+    assert "arXiv:2504.12663" in about.CITATION and "https://arxiv.org/abs/2504.12663" in about.CITATION
+    bibtex = about.CITATION.split("```bibtex")[1].split("```")[0]
+    assert bibtex.count("{") == bibtex.count("}") and "Zhang, Xiaotian" in bibtex and "eprint    = {2504.12663}" in bibtex
+
+
+def test_the_answers_table_is_escaped_and_bolds_the_best_fit_per_persona():
+    evil = EVIL[1]
+    record = {
+        "personas": {"A": {"name": evil, "text": "a"}, "B": {"name": "", "text": "b"}},
+        "panels": [{"slot": "persona-judge", "label": "Persona-judge"}, {"slot": "direct", "label": evil}],
+        "fit": {"model": evil, "panels": {"persona-judge": {"mean": {"A": 0.5, "B": -0.25}},
+                                          "direct": {"reason": "no tokens"}}},
+        "meters": {"panels": {"persona-judge": {"flesch_kincaid_grade": 8.14, "words": 54, "vader_compound": -0.5},
+                              "direct": {"flesch_kincaid_grade": None, "words": 0, "vader_compound": 0.0}}},
+    }
+    out = render.answers_html(record)
+    assert "<img" not in out and html.escape(evil, quote=True) in out
+    rows = dict(re.findall(r'<tr data-slot="([^"]+)">(.*?)</tr>', out))
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", rows["persona-judge"])[1:] == ["+0.50", "−0.25", "8.1", "54", "−0.50"]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", rows["direct"])[1:] == ["–", "–", "–", "0", "+0.00"]
+    assert rows["persona-judge"].count("pj-top") == 2  # the only answer with a fit is the best under A and B
+    assert "Press Run" in render.answers_html(None) and "Press Run" in render.answers_html({"panels": []})

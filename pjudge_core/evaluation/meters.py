@@ -105,14 +105,18 @@ def measure(text: str, names: Iterable[str] | None = None) -> dict[str, float | 
     return {name: FUNCTIONS[name](text) for name in names}
 
 
-def format_value(name: str, value) -> str:
-    """One meter's value as the app shows it: "grade 8.1", "54 words", "sentiment +0.62"."""
+def format_number(name: str, value) -> str:
+    """One meter's value alone, as a table cell shows it: "8.1", "54", "+0.62" ("–" for none)."""
     meter = METERS[name]
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        number = "–"
-    else:
-        number = f"{value:{'+' if meter.signed else ''}.{meter.digits}f}".replace("-", "−")
-    return f"{number} {meter.short}" if name == "words" else f"{meter.short} {number}"
+        return "–"
+    return f"{value:{'+' if meter.signed else ''}.{meter.digits}f}".replace("-", "−")
+
+
+def format_value(name: str, value) -> str:
+    """One meter's value as the app shows it: "grade 8.1", "54 words", "sentiment +0.62"."""
+    number, short = format_number(name, value), METERS[name].short
+    return f"{number} {short}" if name == "words" else f"{short} {number}"
 
 
 def format_meters(values: Mapping[str, float | int | None]) -> str:

@@ -152,7 +152,7 @@ class Studio:
             for slot in run:
                 if limit is not None and time.perf_counter() - run.started > limit:
                     run.close()  # before the call's time runs out: what was decoded is kept and downloadable
-                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous,
+                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, fit_plot=fit_figure(),
                                        stopped=render.message_html(
                         f"Stopped after {limit:.0f} s: this public demo limits each run so that others get a turn. "
                         "Lower max new tokens or tick fewer methods.", "error"))
@@ -185,15 +185,17 @@ class Studio:
                     last = now
                     yield out({s: panel(s, True) for s in changed})
                     changed = set()
-            yield self._finish(run, out, form, lm, query, panel, fits, meters, previous)
+            yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, fit_plot=fit_figure())
         except PJudgeError as exc:
             yield out(message=render.message_html(str(exc), "error"))
         finally:  # Stop (GeneratorExit here) or an error: this run's rows stop decoding, nobody else's
             run.close()
 
     def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous,
-                stopped=None) -> tuple:
-        """The run's last update; `stopped` is the message of a run its time limit ended."""
+                fit_plot=None, stopped=None) -> tuple:
+        """The run's last update; `stopped` is the message of a run its time limit ended. `fit_plot`
+        (the fit heatmap) is sent again although it has not changed: on a tab the visitor has not
+        opened yet, Gradio 6.31 forgets a plot's value when a later update skips it."""
         pj = next((p for p in run.panels.values() if p.spec.method in ("persona-judge", "official")), None)
         panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps, stopped=p.stopped)
                          for p in run.panels.values()]
@@ -214,8 +216,9 @@ class Studio:
             plot=charts.logratio_figure(pj.steps) if pj else None,
             acceptance=charts.acceptance_figure(pj.steps) if pj else None,
             download=gr.update(value=path, visible=True),
-            message=stopped or render.message_html(f"Done: {summary}. Hover the tokens for details.", "ok"),
-            record=record)
+            message=stopped or render.message_html(f"Done: {summary}. Hover the tokens for details; "
+                                                      "the Did it work? tab scores every answer.", "ok"),
+            record=record, fit_plot=fit_plot)
 
     # ------------------------------------------------------------------ judge capacity
     def capacity(self, model_name, four_bit, n, progress=gr.Progress()):

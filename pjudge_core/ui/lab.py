@@ -34,15 +34,16 @@ def slot_id(slot: str) -> str:
 
 
 def method_choices(n_personas: int) -> list[tuple[str, str]]:
-    """(label, slot) of every spec that can run with `n_personas` preferences."""
+    """(label, slot) of every spec that can run with `n_personas` preferences. The labels are short
+    (several fit on a line); each panel's head says what its method does."""
     labels = LABELS[:n_personas]
-    choices = [("Persona-judge", "persona-judge"), ("Direct prompting (all preferences in one prompt)", "direct")]
+    choices = [("Persona-judge", "persona-judge"), ("Direct prompting (one prompt)", "direct")]
     if n_personas == 2:
-        choices.append(("Persona-judge-Base (A always drafts, B judges)", "persona-judge-base"))
+        choices.append(("Persona-judge-Base (fixed roles)", "persona-judge-base"))
     choices += [(f"{label} alone", f"direct[{label}]") for label in labels]
-    choices.append(("Fusion (logits mixed every token; α and weights below)", "fusion"))
+    choices.append(("Fusion (mixed logits)", "fusion"))
     if n_personas == 2:
-        choices.append(("Official-code behaviour (not Algorithm 1)", "official"))
+        choices.append(("Official code (not Algorithm 1)", "official"))
     return choices
 
 

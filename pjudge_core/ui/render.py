@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 
 from ..engine.trace import Step
-from ..evaluation.meters import METERS, format_value
+from ..evaluation.meters import METERS, format_number, format_value
 from ..evaluation.repetition import repeated_ngram_share
 
 DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
@@ -307,3 +307,48 @@ def inference_html(inference: dict, truth: str | None = None) -> str:
     return (f'<div class="pj-infer"><p>{esc(scored + verdict + note)}</p><table class="pj-table"><thead><tr>'
             f'<th>#</th><th>candidate persona</th><th>score (nats)</th><th>vs best</th></tr></thead><tbody>{"".join(rows)}'
             f'</tbody></table></div>')
+
+
+ANSWERS_PLACEHOLDER = ("Press Run on the Compare tab: when its answers finish, each one's persona fit and "
+                       "independent meters line up here.")
+
+
+def answers_html(record: dict | None) -> str:
+    """A run's answers side by side (the "Did it work?" tab): each method's mean persona fit under
+    every persona (the highest in each column in bold) and its independent meters, from the run's
+    record (`fit` and `meters` sections)."""
+    if not record or not record.get("panels"):
+        return f'<div class="pj-answers pj-fit-none">{esc(ANSWERS_PLACEHOLDER)}</div>'
+    personas = record.get("personas") or {}
+    fits = (record.get("fit") or {}).get("panels") or {}
+    meters = (record.get("meters") or {}).get("panels") or {}
+    labels = list(personas)
+    means = {p["slot"]: (fits.get(p["slot"]) or {}).get("mean") or {} for p in record["panels"]}
+    best = {label: max((m[label] for m in means.values() if label in m), default=None) for label in labels}
+    head = "".join(f'<th><span class="pj-fit-chip drafter-{esc(label)}">{esc(_persona(label, _names(personas)))}'
+                   f'</span></th>' for label in labels)
+    head += "".join(f'<th title="{esc(meter.about)}"><span class="pj-long">{esc(meter.title)}</span>'
+                    f'<span class="pj-short">{esc(meter.short)}</span></th>' for meter in METERS.values())
+    rows = []
+    for panel in record["panels"]:
+        slot, mean = panel["slot"], means[panel["slot"]]
+        cells = []
+        for label in labels:
+            value = mean.get(label)
+            top = ' class="pj-top"' if value is not None and value == best[label] and len(means) > 1 else ""
+            data = f' data-fit="{value:.6f}"' if value is not None else ""
+            cells.append(f'<td{top}{data}>{"–" if value is None else esc(_signed(value))}</td>')
+        values = meters.get(slot) or {}
+        for name in METERS:
+            cells.append(f'<td data-meter="{esc(name)}">{esc(format_number(name, values.get(name)))}</td>')
+        rows.append(f'<tr data-slot="{esc(slot)}"><td>{esc(panel.get("label") or slot)}</td>{"".join(cells)}</tr>')
+    model = (record.get("fit") or {}).get("model")
+    by = f"Persona fit under {model}, in nats per token (above 0: the persona made the answer more likely)." \
+        if model else "Persona fit in nats per token."
+    return (f'<div class="pj-answers"><p>{esc(by)} The meters need no language model.</p>'
+            f'<table class="pj-table"><thead><tr><th>method</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _names(personas: dict) -> dict[str, str]:
+    return {label: (p.get("name") or "") if isinstance(p, dict) else "" for label, p in personas.items()}
