@@ -35,7 +35,7 @@ from pjudge_core.ui.handlers import Studio
 from pjudge_core.ui.insight_handlers import DEFAULT_FRONT_TOKENS, DEFAULT_SAMPLES, MAX_SAMPLES, InsightHandlers
 from pjudge_core.ui.models import ModelHolder, first_run, model_choices
 from pjudge_core.ui.records import KEEP_SECONDS
-from pjudge_core.ui.serving import SESSIONS, fix_session_growth, served
+from pjudge_core.ui.serving import SESSIONS, fix_session_growth, pass_skips_through, served
 from pjudge_core.ui.zerogpu import GpuTime
 
 FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
@@ -353,6 +353,7 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
 
     demo.queue(default_concurrency_limit=1, max_size=access.queue_size if access.public else None)
     fix_session_growth()  # a Gradio 6.31 bug: without it every streamed update grows the visitor's session
+    pass_skips_through()  # and without this every skipped output builds a component on the event loop
     return demo
 
 

@@ -12,12 +12,19 @@
   values (a panel skipped while another grows), so every alternation kept one more panel's HTML or
   chart: measured, 0.43 MiB per 16-token run in one session, growing with the tokens. The fix
   gives the stored component the id it stands for, so it is found registered and nothing is added.
+* `pass_skips_through()`: Gradio 6.31 answers every `gr.skip()` in a handler's outputs by building a
+  new component and its whole config (JSON schemas included) on the server's event loop. A
+  streaming run skips most of its ~16 outputs at every update, so with four visitors streaming
+  this was the event loop's largest cost and held the GIL the decoding thread needed (profiled:
+  ~3 s of a 23 s four-visitor run). A skipped output now goes to the browser as the same
+  `{"__type__": "update"}` Gradio would have sent, built by nothing.
 * `SESSIONS`: Gradio keeps every visitor's session (its own copy of the page's config, ~0.45 MiB
   here, plus its States) until 10,000 sessions; a public deployment keeps the most recent ones.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import inspect
@@ -25,7 +32,7 @@ from collections.abc import Callable
 
 import gradio as gr
 import torch
-from gradio.blocks import Block
+from gradio.blocks import Block, Blocks
 from gradio.components import State
 from gradio.state_holder import SessionState
 
@@ -110,3 +117,37 @@ def fix_session_growth() -> None:
 
     keep_id.keeps_ids = True
     SessionState.__setitem__ = keep_id
+
+
+SKIP = {"__type__": "update"}  # what `gr.skip()` is, and what the browser receives for it
+
+
+def pass_skips_through() -> None:
+    """Send skipped outputs to the browser without building a component for each (see the module
+    docstring); every other output goes through Gradio's own postprocessing. Idempotent."""
+    if getattr(Blocks.postprocess_data, "passes_skips", False):
+        return
+    postprocess = Blocks.postprocess_data
+
+    @functools.wraps(postprocess)
+    async def passing(self: Blocks, block_fn, predictions, state):
+        outputs = block_fn.outputs
+        if (block_fn.batch or not isinstance(predictions, (list, tuple)) or len(outputs) < 2
+                or len(predictions) != len(outputs)):
+            return await postprocess(self, block_fn, predictions, state)
+        kept = [i for i, (block, value) in enumerate(zip(outputs, predictions))
+                if not (value == SKIP and not block.stateful)]
+        if len(kept) == len(outputs):
+            return await postprocess(self, block_fn, predictions, state)
+        result = [dict(SKIP) for _ in outputs]
+        if kept:
+            view = copy.copy(block_fn)  # the same event, only its outputs that change
+            view.outputs = [outputs[i] for i in kept]
+            values = [predictions[i] for i in kept]
+            done = await postprocess(self, view, values[0] if len(kept) == 1 else values, state)
+            for i, value in zip(kept, done):
+                result[i] = value
+        return result
+
+    passing.passes_skips = True
+    Blocks.postprocess_data = passing
