@@ -218,7 +218,7 @@ def forward(model, pool: KVPool, feeds: Sequence[Feed]) -> list[torch.Tensor]:
     kwargs = dict(input_ids=ids_t, attention_mask=mask, position_ids=positions_t, past_key_values=pool,
                   use_cache=True)
     try:
-        with torch.no_grad():
+        with torch.inference_mode():  # cheaper than no_grad (no version counters): measured 3% per token alone
             if pool.split_projection:
                 hidden = model.get_decoder()(**kwargs).last_hidden_state
                 wanted = torch.cat([hidden[i, width - f.keep:] for i, f in enumerate(feeds)])
