@@ -136,7 +136,7 @@ def pass_skips_through() -> None:
                 or len(predictions) != len(outputs)):
             return await postprocess(self, block_fn, predictions, state)
         kept = [i for i, (block, value) in enumerate(zip(outputs, predictions))
-                if not (value == SKIP and not block.stateful)]
+                if not (isinstance(value, dict) and value == SKIP and not block.stateful)]  # a DataFrame's == is elementwise
         if len(kept) == len(outputs):
             return await postprocess(self, block_fn, predictions, state)
         result = [dict(SKIP) for _ in outputs]
