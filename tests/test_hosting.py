@@ -203,3 +203,35 @@ def test_a_session_does_not_grow_with_its_runs(tiny_lm):
         assert size() == first
     finally:
         demo.close()
+
+
+def test_skipped_outputs_reach_the_browser_as_skips_without_a_component_built_for_them(monkeypatch):
+    """`serving.pass_skips_through`: a skip costs nothing on the event loop; other outputs are
+    postprocessed by Gradio as before."""
+    import asyncio
+
+    from gradio.blocks import Blocks
+    from gradio.state_holder import SessionState
+
+    from pjudge_core.ui import serving
+
+    gradios_own = getattr(Blocks.postprocess_data, "__wrapped__", Blocks.postprocess_data)  # an app built earlier patched it
+    monkeypatch.setattr(Blocks, "postprocess_data", gradios_own)  # and it is restored after
+    with gr.Blocks() as demo:
+        panel, message, number = gr.HTML(), gr.HTML(), gr.Number()
+        gr.Button().click(lambda: None, None, [panel, message, number])
+    block_fn = next(iter(demo.fns.values()))
+
+    def outputs(*values):
+        state = SessionState(demo)
+        return asyncio.run(demo.postprocess_data(block_fn, list(values), state)), state
+
+    before, state = outputs(gr.skip(), "<b>hi</b>", gr.skip())
+    assert state.blocks_config.blocks[panel._id] is not panel  # Gradio alone builds a component for a skip
+    serving.pass_skips_through()
+    after, state = outputs(gr.skip(), "<b>hi</b>", gr.skip())
+    # what Gradio sends for a skipped Number, and for HTML the same without its "__type__" copied into props
+    assert after[1] == before[1] and after[2] == before[2] == {"__type__": "update"} == after[0]
+    assert state.blocks_config.blocks[panel._id] is panel and state.blocks_config.blocks[number._id] is number
+    both, _ = outputs(gr.skip(), gr.skip(), 3)
+    assert both[2] == 3 and both[0] == {"__type__": "update"}

@@ -16,8 +16,9 @@
   new component and its whole config (JSON schemas included) on the server's event loop. A
   streaming run skips most of its ~16 outputs at every update, so with four visitors streaming
   this was the event loop's largest cost and held the GIL the decoding thread needed (profiled:
-  ~3 s of a 23 s four-visitor run). A skipped output now goes to the browser as the same
-  `{"__type__": "update"}` Gradio would have sent, built by nothing.
+  ~3 s of a 23 s four-visitor run). A skipped output now goes to the browser as
+  `{"__type__": "update"}`, built by nothing: what Gradio sends for most components (for an HTML
+  output it also copied "__type__" into the component's extra props, which nothing reads).
 * `SESSIONS`: Gradio keeps every visitor's session (its own copy of the page's config, ~0.45 MiB
   here, plus its States) until 10,000 sessions; a public deployment keeps the most recent ones.
 """
