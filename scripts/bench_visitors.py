@@ -110,7 +110,6 @@ def main(argv=None) -> int:
     from pjudge_core.ui import lab  # the run's outputs start with one panel per slot
 
     pj_index = lab.SLOTS.index("persona-judge")
-    failed = False
     with served_app(args.threads, prefix="pjudge-visitors-") as app:
         url = app.url
         together(url, [999], 8, pj_index)  # loads the model and warms it up: not timed
@@ -124,17 +123,17 @@ def main(argv=None) -> int:
         failed = not all(v.ok for v in alone.values())
         for n in counts:
             visits = together(url, seeds[:n], args.tokens, pj_index)
-            same = sum(v.panels == alone[v.seed].panels and bool(v.panels) for v in visits)
+            equal = {v.seed: bool(v.panels) and v.panels == alone[v.seed].panels for v in visits}
             slowest = max(v.finish_s for v in visits)
             print(f"\n{n} visitors pressing Run together (seeds 0..{n - 1}):")
             print("  seed  first PJ token (s)  finished (s)  tokens equal the lone run's")
             for v in visits:
-                equal = "yes" if v.panels == alone[v.seed].panels and v.panels else "NO"
-                print(f"  {v.seed:4d}  {fmt(v.first_token_s):>18}  {fmt(v.finish_s):>12}  {equal}"
+                print(f"  {v.seed:4d}  {fmt(v.first_token_s):>18}  {fmt(v.finish_s):>12}  "
+                      f"{'yes' if equal[v.seed] else 'NO'}"
                       + ("" if v.ok else "  (did not finish cleanly)"))
             print(f"  slowest finish / median lone finish: {slowest / base_finish:.2f}x; "
                   f"latest first token {max((v.first_token_s or float('inf')) for v in visits):.2f} s; "
-                  f"{same}/{n} visitors' tokens equal their lone runs'", flush=True)
+                  f"{sum(equal.values())}/{n} visitors' tokens equal their lone runs'", flush=True)
             failed = failed or not all(v.ok for v in visits)
         if failed:
             print((app.tmp / "app.log").read_text()[-3000:], file=sys.stderr)

@@ -61,7 +61,6 @@ def test_one_visitors_stop_ends_only_their_rows(served):
     long_run = Client(url, verbose=False).submit(*run_args(model="tiny-a", seed=1, max_new=2048), api_name="/run")
     others = [Client(url, verbose=False).submit(*run_args(model="tiny-a", seed=200 + i, max_new=48), api_name="/run")
               for i in range(3)]
-    engine = holder.engines.get(id(lms["tiny-a"]))
     deadline = time.monotonic() + 60
     while not any('class="tok ' in str(o[PANEL["direct"]]) for o in long_run.outputs()):
         assert time.monotonic() < deadline, "the long run never showed a token"
