@@ -1,8 +1,11 @@
 """Hosting: which hardware, what each offers and loads at start-up, the GPU time a ZeroGPU call asks
 for, records and sessions bounded for a long life. (The ZeroGPU process model itself: test_zerogpu.)"""
 
+import contextvars
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import pytest
@@ -163,6 +166,65 @@ def test_served_handlers_raise_what_a_visitor_should_read_as_gr_error():
     assert caught.value.message == OUT_OF_MEMORY
     with pytest.raises(KeyError):  # a bug stays what it is (ZeroGPU then shows a generic error)
         served(bug)()
+
+
+def test_served_calls_and_each_streamed_step_run_in_threads_that_end_with_them():
+    request = contextvars.ContextVar("request")
+    seen = []
+
+    def call():
+        seen.append((threading.current_thread(), request.get()))
+        return "done"
+
+    def stream():
+        try:
+            for n in range(3):
+                seen.append((threading.current_thread(), request.get()))
+                yield n
+        finally:
+            seen.append((threading.current_thread(), "closed"))
+
+    request.set("visitor 1")  # a web framework's request context: it must go along
+    assert served(call)() == "done"
+    updates = served(stream)()
+    assert [next(updates), next(updates)] == [0, 1]
+    updates.close()  # Stop: the handler's finally runs, also in a thread of its own
+    threads = [t for t, _ in seen]
+    assert [value for _, value in seen] == ["visitor 1"] * 3 + ["closed"]
+    assert len(set(threads)) == 4 and threading.current_thread() not in threads
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_model_work_in_a_served_call_leaves_no_openmp_threads_behind_in_a_long_lived_worker():
+    """What `in_own_thread` is for: a server's worker thread that ran a parallel torch op keeps a
+    team of OpenMP threads (which throttles every other team's spinning); run through `served`, the
+    team goes with the call's own thread."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: torch runs no parallel region, so no OpenMP team exists to leave behind")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        def matmul():
+            a = torch.ones(512, 512)
+            return float((a @ a)[0, 0])
+
+        def threads_left(fn) -> int:
+            """Threads more than before, once the call's own threads had 2 s to exit (they exit
+            asynchronously) while the worker stays alive."""
+            with ThreadPoolExecutor(1) as worker:  # like Gradio's worker threads: alive after the call
+                worker.submit(lambda: None).result()
+                time.sleep(0.5)  # the previous worker's threads have gone
+                before = len(os.listdir("/proc/self/task"))
+                assert worker.submit(fn).result() == 512.0
+                deadline = time.monotonic() + 2
+                while len(os.listdir("/proc/self/task")) > before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                return len(os.listdir("/proc/self/task")) - before
+
+        assert threads_left(matmul) >= 1  # unserved: the worker now owns an OpenMP team
+        assert threads_left(served(matmul)) == 0
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 # --------------------------------------------------------------------------- long life

@@ -11,11 +11,20 @@ stopping decoding until it ends.
 (the engine, the prefix-tree scorer, transformers' own `generate`), waits for its turn before it
 starts and hands the turn on when it ends, also when it raises. `install(lm)` does it once per
 model.
+
+`in_own_thread(fn)` / `in_own_threads(generator)`: model work that a long-lived request thread
+would do runs in a short-lived thread instead, so that torch's OpenMP does not slow the engine's
+forwards (why: `in_own_thread`'s docstring). The app's model handlers run this way (`served`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _INSTALLED = "_pjudge_forward_turns"
 
@@ -63,3 +72,47 @@ def install(lm) -> ForwardTurns:
         turns = ForwardTurns(decoder)
         setattr(model, _INSTALLED, turns)
     return turns
+
+
+def in_own_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """`fn(*args, **kwargs)` run in a new thread that ends when it returns (with the caller's
+    context variables, so a web framework's request context goes along); its result or exception.
+
+    Why: libgomp (torch's OpenMP on Linux) gives every thread that runs a parallel region a team of
+    worker threads, kept until that thread exits. Once the live teams hold more threads than the
+    machine has cores, libgomp throttles every worker to ~100 spins before it sleeps (instead of
+    ~300,000), so each parallel region of every forward wakes its workers through the kernel. A
+    request thread that stays alive in a server's worker pool after it loaded the model or scored
+    an answer thus slows every later forward of the engine's own thread. Measured on 2 cores
+    (`scripts/bench_threads.py`): one visitor's run took 1.45x as long (6.8 s instead of 4.7 s),
+    and the engine thread made 67,000 voluntary context switches instead of 5,000. Model work a
+    request thread would do goes through here instead, and its team goes when the work ends.
+    """
+    box: dict = {}
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            box["value"] = context.run(fn, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"pjudge-{getattr(fn, '__name__', 'call')}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box.pop("error")
+    return box["value"]
+
+
+def in_own_threads(items: Generator[T, None, None]) -> Iterator[T]:
+    """A generator advanced (and closed) by `in_own_thread`: each item is computed in a new thread."""
+    try:
+        while True:
+            try:
+                item = in_own_thread(next, items)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        in_own_thread(items.close)

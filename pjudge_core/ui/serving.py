@@ -5,6 +5,11 @@
   exception becomes a generic "ZeroGPU worker error"), and after every call the memory it freed is
   given back to the operating system (glibc keeps freed pages of its per-thread arenas otherwise:
   measured, +40 MiB over the first 50 runs, then a slow creep).
+* Every call (each step of a streaming handler) runs in a thread of its own that ends with it
+  (`turns.in_own_thread`): a server's worker thread that stays alive after loading the model or
+  scoring an answer would otherwise keep a team of OpenMP threads that slows every forward of the
+  engine's thread (measured with `scripts/bench_threads.py`: one visitor's run 6.8 s instead of
+  4.7 s; through the page, `scripts/bench_visitors.py`, 7.3-8.5 s before and 5.8 s after).
 * `fix_session_growth()`: Gradio 6.31 keeps a component for every update in a visitor's session.
   A `gr.skip()` (or any `gr.update`) stores a new component under the output's id; when the next
   value arrives, `Blocks.postprocess_data` finds that component and registers it again under its
@@ -37,6 +42,7 @@ from gradio.blocks import Block, Blocks
 from gradio.components import State
 from gradio.state_holder import SessionState
 
+from ..engine.turns import in_own_thread, in_own_threads
 from ..errors import PJudgeError
 
 SESSIONS = 200  # sessions kept in memory (Gradio's `state_session_capacity`; least recently used go first)
@@ -82,7 +88,7 @@ def served(handler: Callable) -> Callable:
         @functools.wraps(handler)
         def stream(*args, **kwargs):
             try:
-                yield from handler(*args, **kwargs)
+                yield from in_own_threads(handler(*args, **kwargs))
             except Exception as exc:  # noqa: BLE001 (re-raised, readable or as it was)
                 reraise(exc)
             finally:
@@ -93,7 +99,7 @@ def served(handler: Callable) -> Callable:
     @functools.wraps(handler)
     def call(*args, **kwargs):
         try:
-            return handler(*args, **kwargs)
+            return in_own_thread(handler, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 (re-raised, readable or as it was)
             reraise(exc)
         finally:
