@@ -138,6 +138,45 @@ def test_rows_are_admitted_in_waves_and_a_finished_request_frees_its_rows(tiny_l
     assert most == 2 and all(t.state == "finished" for t in tickets) and engine.pool.used == 0
 
 
+def judging_steps(engine: Engine, tickets, arrivals: dict[int, object]) -> dict:
+    """Step `engine` until every ticket ends, submitting arrivals[n] (a task) before step n; returns
+    {ticket index: the steps at which it fed a judging block (a feed asking for more than one logit)}."""
+    judged: dict[int, set] = {}
+    while arrivals or engine.busy:
+        if engine.steps in arrivals:
+            tickets.append(engine.submit(arrivals.pop(engine.steps)))
+        step = engine.steps
+        engine.step()
+        for i, ticket in enumerate(tickets):
+            if ticket.state == "running" and isinstance(ticket.need, Feed) and ticket.need.keep > 1:
+                judged.setdefault(i, set()).add(step + 1)  # the feed it will take part in next step
+    return judged
+
+
+def test_a_persona_judge_request_joins_when_the_running_ones_start_a_block_so_their_judges_share_steps(tiny_lm):
+    first, late = (Request("persona-judge", QUERIES[i], PREFS[i:i + 2], DecodeSettings(seed=4, max_new_tokens=n, lam=3),
+                           ignore_eos=True) for i, n in ((0, 60), (1, 30)))
+    engine, tickets = Engine(tiny_lm, rows=8), []
+    judged = judging_steps(engine, tickets, {0: first.task(tiny_lm), 2: late.task(tiny_lm)})
+    assert tickets[0].joined == 0 and tickets[1].joined == 4  # arrived at step 2; the next block starts at 4
+    full_blocks = set(sorted(judged[1])[:-2])  # (its last blocks may be cut short by its token budget)
+    assert len(full_blocks) >= 5 and full_blocks <= judged[0]  # so the late one's judges share their steps
+    for ticket, request in zip(tickets, (first, late)):
+        assert trace(ticket.result) == trace(alone(tiny_lm, request))  # joining later changes no token
+
+
+def test_requests_without_blocks_or_with_another_block_length_join_at_the_next_step(tiny_lm):
+    pj = Request("persona-judge", QUERIES[0], PREFS[:2], DecodeSettings(seed=4, max_new_tokens=30, lam=3))
+    others = [Request("direct", QUERIES[1], PREFS[:2], DecodeSettings(seed=5, max_new_tokens=20)),
+              Request("fusion", QUERIES[2], PREFS[:2], DecodeSettings(seed=6, max_new_tokens=20)),
+              Request("persona-judge", QUERIES[3], PREFS[1:3], DecodeSettings(seed=7, max_new_tokens=20, lam=5))]
+    for other in others:
+        engine, tickets = Engine(tiny_lm, rows=8), []
+        judging_steps(engine, tickets, {0: pj.task(tiny_lm), 2: other.task(tiny_lm)})
+        assert tickets[1].joined == 2
+        assert trace(tickets[1].result) == trace(alone(tiny_lm, other))
+
+
 def test_a_bad_request_is_refused_before_any_forward(tiny_lm):
     forwards = []
     hook = tiny_lm.model.get_decoder().register_forward_pre_hook(lambda *a: forwards.append(1))

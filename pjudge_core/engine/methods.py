@@ -146,7 +146,8 @@ def prepare(lm: LoadedModel, method: str, query: str, preferences: Sequence[str]
     recorder = Recorder(lm, method, record, list(prefs), ignore_eos)
     start = {"direct": _start_direct, "fusion": _start_fusion}.get(method, _start_persona_judge)
     prompts, decoder = start(lm, method, query, prefs, settings, options, uniforms, recorder)
-    return Task(method, prompts, decoder, recorder)
+    period = settings.lam + 1 if start is _start_persona_judge else None  # a block: λ drafting steps, one judging
+    return Task(method, prompts, decoder, recorder, period)
 
 
 def stream_task(lm: LoadedModel, task: Task) -> Stream:

@@ -138,9 +138,10 @@ class LabRun:
 
     @property
     def waiting(self) -> int:
-        """0 once a panel decodes; else how many requests of other runs are ahead of this one."""
+        """0 once a panel decodes (or is about to: rows are free, it waits a few steps for its phase);
+        else how many requests of other runs are ahead of this one."""
         tickets = [p.ticket for p in self.panels.values()]
-        if any(t.state != "waiting" for t in tickets):
+        if any(t.state != "waiting" for t in tickets) or not self.engine.full:
             return 0
         return min(self.engine.ahead_of(t) for t in tickets) + 1
 
