@@ -3,6 +3,8 @@ example pairs from a table or JSON, the bundled users, and their HTML."""
 
 import dataclasses
 import json
+import threading
+import time
 
 import pytest
 
@@ -32,6 +34,58 @@ def test_panel_fit_of_an_empty_answer_says_why(tiny_lm):
     result = generate(tiny_lm, "direct", QUERY, PREFS, DecodeSettings(max_new_tokens=4, seed=0))
     empty = dataclasses.replace(result, token_ids=[next(iter(tiny_lm.eos_token_ids))])
     assert insight.panel_fit(tiny_lm, QUERY, PREFS, empty) == (None, "empty answer: nothing to score")
+
+
+def test_fits_asked_for_while_one_is_scored_are_scored_together_and_equal_lone_fits(tiny_lm, monkeypatch):
+    results = [generate(tiny_lm, "persona-judge", QUERY, PREFS, DecodeSettings(max_new_tokens=12, seed=s))
+               for s in range(3)] + [generate(tiny_lm, "direct", QUERY, {"A": "be brief"},
+                                              DecodeSettings(max_new_tokens=12, seed=5))]
+    alone = [insight.panel_fit(tiny_lm, QUERY, PREFS, r) for r in results[:3]]
+    alone.append(insight.panel_fit(tiny_lm, QUERY, {"A": "be brief"}, results[3]))
+    scoring, calls, others_wait = insight.FitScoring(), [], threading.Event()
+    real = insight.answer_fits
+
+    def answer_fits(lm, answers, preferences, **kwargs):
+        calls.append((len(answers), dict(preferences)))
+        if len(calls) == 1:  # the first visitor's scoring lasts until the others have asked
+            assert others_wait.wait(30)
+        return real(lm, answers, preferences, **kwargs)
+
+    monkeypatch.setattr(insight, "answer_fits", answer_fits)
+    got = [None] * 4
+
+    def visitor(i):
+        got[i] = scoring.fit(tiny_lm, QUERY, {"A": "be brief"} if i == 3 else PREFS, results[i])
+
+    first = threading.Thread(target=visitor, args=(0,))
+    first.start()
+    while not calls:
+        time.sleep(0.01)
+    others = [threading.Thread(target=visitor, args=(i,)) for i in (1, 2, 3)]
+    for t in others:
+        t.start()
+    while len(scoring._pending) < 3:
+        time.sleep(0.01)
+    others_wait.set()
+    for t in [first, *others]:
+        t.join(60)
+    # One call for the first; then one per persona set for the three that waited together.
+    assert sorted(n for n, _ in calls) == [1, 1, 2] and calls[0] == (1, PREFS)
+    for (fit, reason), (lone, lone_reason) in zip(got, alone):
+        assert reason == lone_reason == "" and fit.token_ids == lone.token_ids
+        for label in fit.labels:
+            assert fit.per_token[label] == pytest.approx(lone.per_token[label], abs=1e-4)
+
+
+def test_a_failed_scoring_is_raised_in_the_visitor_that_asked(tiny_lm, monkeypatch):
+    result = generate(tiny_lm, "direct", QUERY, PREFS, DecodeSettings(max_new_tokens=6, seed=1))
+
+    def broken(*args, **kwargs):
+        raise InputError("scoring broke")
+
+    monkeypatch.setattr(insight, "answer_fits", broken)
+    with pytest.raises(InputError, match="scoring broke"):
+        insight.FitScoring().fit(tiny_lm, QUERY, PREFS, result)
 
 
 def test_fit_heatmap_has_a_subplot_per_answer_and_a_row_per_persona(tiny_lm):

@@ -82,3 +82,27 @@ def test_nothing_decodes_when_a_spec_is_refused(tiny_lm):
     with pytest.raises(InputError, match="query is empty"):
         lab.LabRun(tiny_lm, " ", PREFS, {"direct": lab.slot_spec("direct")}, settings)
     assert generate(tiny_lm, "direct", QUERY, PREFS, settings).token_ids  # the model is untouched
+
+
+def test_a_run_on_a_shared_engine_says_it_waits_only_while_every_row_is_taken(tiny_lm):
+    from pjudge_core.engine.engine import Engine
+    engine = Engine(tiny_lm, rows=2)  # two requests decode at once
+
+    def run(slot, seed):
+        return lab.LabRun(tiny_lm, QUERY, PREFS, {slot: lab.slot_spec(slot)},
+                          DecodeSettings(max_new_tokens=40, seed=seed), engine=engine)
+
+    first = run("persona-judge", 1)
+    engine.step()
+    engine.step()  # the first run is two steps into its block of λ + 1
+    second = run("persona-judge", 2)
+    engine.step()
+    assert second.panels["persona-judge"].ticket.state == "waiting"  # for its phase: a row is free ...
+    assert second.waiting == 0  # ... so it does not say it waits for a row
+    while second.panels["persona-judge"].ticket.state == "waiting":
+        engine.step()
+    third = run("direct", 3)
+    engine.step()
+    assert third.panels["direct"].ticket.state == "waiting" and third.waiting == 1  # no row free: first in line
+    for r in (first, second, third):
+        r.close()

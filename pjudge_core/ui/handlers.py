@@ -52,6 +52,7 @@ class Studio:
         self.models = models or ModelHolder()
         self.access = access or Access()
         self.gpu = gpu or GpuTime(self.access)  # on ZeroGPU: the seconds each call asks for, and its limit
+        self.fits = insight.FitScoring()  # finished panels' fits, scored together when visitors finish together
 
     # ------------------------------------------------------------------ model
     def start_status(self) -> str:
@@ -173,7 +174,7 @@ class Studio:
                 changed.add(slot)
                 p = run.panels[slot]
                 if p.result is not None and slot not in fits:  # just finished: score it while the others go on
-                    fits[slot] = insight.panel_fit(lm, query, preferences, p.result)
+                    fits[slot] = self.fits.fit(lm, query, preferences, p.result)
                     meters[slot] = measure(p.result.text)
                     last = time.perf_counter()
                     yield out({s: panel(s, True) for s in changed}, fit_plot=fit_figure())

@@ -2,7 +2,8 @@
 method served them all, and which persona does a user's example pairs reveal?
 
   * `panel_fit(lm, query, preferences, result)`: persona fit of a finished panel's answer under
-    every persona of the run (`evaluation.fit`), or the reason it has none.
+    every persona of the run (`evaluation.fit`), or the reason it has none; `FitScoring.fit` the
+    same for visitors whose answers finish together, scored in one call.
   * `pairs_from_rows` / `pairs_from_json`: a visitor's example pairs (table rows, pasted or
     uploaded JSON), checked, with one readable sentence for anything malformed.
   * `sample_users()` / `user_choices()`: the bundled P-Soups users for the picker.
@@ -14,7 +15,9 @@ Every score here is the same model's opinion (`fit.NOTE`), which the page says n
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,13 +40,75 @@ def answer_ids(lm, result: Result) -> list[int]:
     return ids
 
 
+EMPTY = "empty answer: nothing to score"
+TOO_LONG = "longer than the model's context: not scored"
+
+
 def panel_fit(lm, query: str, preferences: Mapping[str, str], result: Result) -> tuple[Fit | None, str]:
     """(fit of the answer under every persona, "") or (None, why it has no fit)."""
-    ids = answer_ids(lm, result)
-    if not ids:
-        return None, "empty answer: nothing to score"
-    fit = answer_fits(lm, [(query, ids)], preferences, skip_long=True)[0]
-    return (fit, "") if fit is not None else (None, "longer than the model's context: not scored")
+    return FitScoring().fit(lm, query, preferences, result)
+
+
+@dataclass(eq=False)
+class _Asked:
+    lm: object
+    query: str
+    preferences: dict[str, str]
+    ids: list[int]
+    done: bool = False
+    fit: Fit | None = None
+    error: BaseException | None = None
+
+
+class FitScoring:
+    """`panel_fit` for many visitors: the answers whose fits are asked for while a scoring runs
+    are scored together, one `answer_fits` call per model and persona set.
+
+    Why: on a machine the visitors share, fits are half the work of a run, and scored one by one
+    they cost every visitor the same again; together, a prompt the answers share (the same query
+    and personas: every visitor of the default run) is fed once and the forwards are wider.
+    How (a group commit): a caller that finds no scoring under way scores every pending answer,
+    its own included; callers that arrive meanwhile wait, and the first of them scores all that
+    are pending then. A caller alone never waits.
+    """
+
+    def __init__(self):
+        self._pending: list[_Asked] = []
+        self._lock = threading.Lock()  # guards _pending
+        self._scoring = threading.Lock()  # one scoring at a time
+
+    def fit(self, lm, query: str, preferences: Mapping[str, str], result: Result) -> tuple[Fit | None, str]:
+        """What `panel_fit` returns (its errors raised in this caller too)."""
+        ids = answer_ids(lm, result)
+        if not ids:
+            return None, EMPTY
+        asked = _Asked(lm, query, dict(preferences), ids)
+        with self._lock:
+            self._pending.append(asked)
+        with self._scoring:
+            if not asked.done:
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                self._score(batch)
+        if asked.error is not None:
+            raise asked.error
+        return (asked.fit, "") if asked.fit is not None else (None, TOO_LONG)
+
+    @staticmethod
+    def _score(batch: list[_Asked]) -> None:
+        groups: dict[tuple, list[_Asked]] = {}
+        for asked in batch:
+            groups.setdefault((id(asked.lm), tuple(asked.preferences.items())), []).append(asked)
+        for group in groups.values():
+            first = group[0]
+            try:
+                fits = answer_fits(first.lm, [(a.query, a.ids) for a in group], first.preferences, skip_long=True)
+            except Exception as exc:  # every caller of the group hears of it
+                fits = [None] * len(group)
+                for asked in group:
+                    asked.error = exc
+            for asked, fit in zip(group, fits):
+                asked.fit, asked.done = fit, True
 
 
 # --------------------------------------------------------------------------- a user's example pairs
