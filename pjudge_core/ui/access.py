@@ -35,8 +35,8 @@ class HardwareLimits:
 # ZeroGPU lends each call its own GPU in its own process, so several visitors run at once there,
 # each call batching its own panels. On a dedicated GPU or a CPU every visitor's panels join one
 # batched engine: measured on 2 CPU cores (scripts/bench_visitors.py, 64 tokens), one visitor
-# alone finishes in 5.7-5.8 s, four at once in 12-16 s and eight in 19-27 s, each first token within
-# 3 s; beyond 8 runs (16 answers) a CPU only queues. A GPU takes many more rows for about the same time.
+# alone finishes in 5.5 s, four at once in 11-15 s and eight in 16-23 s, each first token within
+# about 3 s; beyond 8 runs (16 answers) a CPU only queues. A GPU takes many more rows for about the same time.
 HARDWARE_LIMITS = {
     "zerogpu": HardwareLimits(max_new_tokens=512, concurrent_runs=4, engine_rows=16),
     "gpu": HardwareLimits(max_new_tokens=512, concurrent_runs=16, engine_rows=48),
