@@ -77,15 +77,24 @@ def test_fits_asked_for_while_one_is_scored_are_scored_together_and_equal_lone_f
             assert fit.per_token[label] == pytest.approx(lone.per_token[label], abs=1e-4)
 
 
-def test_a_failed_scoring_is_raised_in_the_visitor_that_asked(tiny_lm, monkeypatch):
+def test_a_failed_scoring_is_raised_in_the_visitor_whose_answer_failed_and_no_other(tiny_lm, monkeypatch):
     result = generate(tiny_lm, "direct", QUERY, PREFS, DecodeSettings(max_new_tokens=6, seed=1))
+    real = insight.answer_fits
 
-    def broken(*args, **kwargs):
-        raise InputError("scoring broke")
+    def answer_fits(lm, answers, preferences, **kwargs):
+        if any(query == "bad" for query, _ in answers):
+            raise InputError("scoring broke")
+        return real(lm, answers, preferences, **kwargs)
 
-    monkeypatch.setattr(insight, "answer_fits", broken)
+    monkeypatch.setattr(insight, "answer_fits", answer_fits)
     with pytest.raises(InputError, match="scoring broke"):
-        insight.FitScoring().fit(tiny_lm, QUERY, PREFS, result)
+        insight.FitScoring().fit(tiny_lm, "bad", PREFS, result)
+    # Scored together, the failing answer fails alone: its neighbour still gets its fit.
+    ids = insight.answer_ids(tiny_lm, result)
+    bad, good = insight._Asked(tiny_lm, "bad", PREFS, ids), insight._Asked(tiny_lm, QUERY, PREFS, ids)
+    insight.FitScoring._score([bad, good])
+    assert bad.done and isinstance(bad.error, InputError) and bad.fit is None
+    assert good.done and good.error is None and good.fit.token_ids == ids
 
 
 def test_fit_heatmap_has_a_subplot_per_answer_and_a_row_per_persona(tiny_lm):

@@ -281,7 +281,7 @@ class Engine:
         """Whether a block-wise task may join now: when no running request has its period, or when
         most of those that do start a block at this step. Why: rows out of phase judge in different
         steps, so nearly every step needs a narrow forward and a judging forward; in phase, four
-        Persona-judge visitors decode 1.3x faster (`scripts/bench_phases.py`). The wait is at most
+        visitors' default runs decode 1.24x faster and eight 1.4x (`scripts/bench_phases.py`). The wait is at most
         `period - 1` steps, and a request's tokens do not depend on when it joins."""
         if not task.period:
             return True
