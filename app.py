@@ -158,7 +158,7 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
                         pair = gr.Dropdown(list(data.pairs), value=first_pair, label="Ready-made pair",
                                            info="Fills personas A and B; edit the texts freely", elem_id="pair-select")
                         methods = raw(gr.CheckboxGroup(
-                            lab.method_choices(2), value=list(lab.DEFAULT_SLOTS), label="Methods to compare",
+                            lab.method_choices(2), value=list(lab.default_slots()), label="Methods to compare",
                             info="One panel per ticked method, all decoding at once with the same seed; each "
                                  "panel says what its method does",
                             elem_id="methods"))
@@ -200,10 +200,10 @@ def build_demo(access: Access | None = None, *, hosting: Hosting | None = None, 
                 # ---- one panel per method
                 panel_columns, panel_html = [], []
                 with gr.Row(equal_height=False, elem_id="panels"):
-                    for slot in lab.SLOTS:
+                    for slot in lab.slots():
                         slug = lab.slot_id(slot)
-                        html_id = {"persona-judge": "pj-tokens", "direct": "direct-output"}.get(slot, f"tokens-{slug}")
-                        with gr.Column(min_width=300, visible=slot in lab.DEFAULT_SLOTS, elem_id=f"panel-{slug}",
+                        html_id = f"tokens-{slug}"
+                        with gr.Column(min_width=300, visible=slot in lab.default_slots(), elem_id=f"panel-{slug}",
                                        elem_classes=["pj-panel"]) as column:
                             html = gr.HTML(render.panel_html(lab.slot_spec(slot).label, "", []), elem_id=html_id)
                         panel_columns.append(column)

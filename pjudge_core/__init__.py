@@ -18,16 +18,9 @@ Layers (each a sub-package; lower layers never import higher ones):
   * `ui`         what the Gradio app needs that is testable without a browser (HTML, charts, presets)
 """
 
+from .engine.api import direct_prompt, generate, persona_judge, stream_direct, stream_generate, stream_persona_judge
 from .engine.loading import BUNDLED, LoadedModel, load_model
-from .engine.methods import (
-    METHODS,
-    direct_prompt,
-    generate,
-    persona_judge,
-    stream_direct,
-    stream_generate,
-    stream_persona_judge,
-)
+from .engine.methods import METHODS
 from .engine.prompting import combine_preferences, prompt_ids, prompt_text
 from .engine.requests import Batch, Request, generate_many, stream_many
 from .engine.settings import DecodeSettings

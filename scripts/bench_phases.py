@@ -7,7 +7,7 @@ pressing Run together reach the engine within a few steps of each other), decode
 
 * in phase: as the engine admits them, each Persona-judge request at the step where the running
   ones start a block, so that their judges share a forward;
-* as they come: the same tasks with no period, each joining at the step it arrives.
+* as they come: the same requests with no period, each joining at the step it arrives.
 
 It prints each case's seconds, steps and forwards, its ratio to one visitor alone, and whether every
 visitor's tokens equal its lone run's (they must: a request's tokens do not depend on when it joins).
@@ -46,19 +46,21 @@ def main(argv=None) -> int:
 
     def visitor(seed: int, phased: bool) -> list:
         settings = dataclasses.replace(recommended, max_new_tokens=args.tokens, seed=seed)
-        tasks = [lab.slot_spec(slot).task(lm, query, preferences, settings) for slot in lab.DEFAULT_SLOTS]
-        return tasks if phased else [dataclasses.replace(t, period=None) for t in tasks]
+        jobs = [lab.slot_spec(slot).job(lm, query, preferences, settings) for slot in lab.default_slots()]
+        for job in jobs:
+            job.period = job.period if phased else None  # None: joins at the step it arrives
+        return jobs
 
     def run(seeds: list[int], phased: bool) -> tuple[float, int, int, list]:
         """Seconds, steps, forwards and token ids of visitors arriving one step apart."""
-        engine, tickets, arriving = Engine(lm), [], list(seeds)
+        engine, jobs, arriving = Engine(lm), [], list(seeds)
         started = time.perf_counter()
         while arriving or engine.busy:
             if arriving:
-                tickets += [engine.submit(t) for t in visitor(arriving.pop(0), phased)]
+                jobs += [engine.submit(job) for job in visitor(arriving.pop(0), phased)]
             engine.step()
         seconds = time.perf_counter() - started
-        return seconds, engine.steps, engine.forwards, [t.result.token_ids for t in tickets]
+        return seconds, engine.steps, engine.forwards, [job.result.token_ids for job in jobs]
 
     run([999], True)  # warm-up
     alone, _, _, _ = min((run([0], True) for _ in range(2)), key=lambda r: r[0])

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from pjudge_core.ui import lab  # the run's outputs start with one panel per slot
 
-    pj_index = lab.SLOTS.index("persona-judge")
+    pj_index = lab.slots().index("persona-judge")
     with served_app(args.threads, prefix="pjudge-visitors-") as app:
         url = app.url
         together(url, [999], 8, pj_index)  # loads the model and warms it up: not timed

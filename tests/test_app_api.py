@@ -30,8 +30,8 @@ def client(tiny_lm):
         yield Client(url, verbose=False)
 
 
-PANEL = {slot: i for i, slot in enumerate(lab.SLOTS)}  # the run's outputs: one HTML per panel, then ...
-HEATMAP, PLOT, ACCEPTANCE, DOWNLOAD, MESSAGE, FIT_HEATMAP = range(len(lab.SLOTS), len(lab.SLOTS) + 6)
+PANEL = {slot: i for i, slot in enumerate(lab.slots())}  # the run's outputs: one HTML per panel, then ...
+HEATMAP, PLOT, ACCEPTANCE, DOWNLOAD, MESSAGE, FIT_HEATMAP = range(len(lab.slots()), len(lab.slots()) + 6)
 
 
 RUN_DEFAULTS = dict(  # the /run API's parameters, in order, with this file's test values

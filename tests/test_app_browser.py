@@ -134,7 +134,7 @@ def run(page):
 
 def wait_done(page, timeout=60_000):
     page.wait_for_selector("#run-status .pj-msg-ok", timeout=timeout)
-    page.wait_for_selector('#pj-tokens .pj-tokens[data-state="done"] span.tok', timeout=timeout)
+    page.wait_for_selector('#tokens-persona-judge .pj-tokens[data-state="done"] span.tok', timeout=timeout)
 
 
 def token_count(page, elem_id):
@@ -155,7 +155,7 @@ def test_run_inspect_hover_heatmap_and_download(server, browser):
     run(page)
     wait_done(page)
 
-    tokens = page.locator("#pj-tokens span.tok")
+    tokens = page.locator("#tokens-persona-judge span.tok")
     assert tokens.count() > 5
     first = tokens.first
     for attr in ("title", "data-p", "data-q", "data-drafter", "data-judge", "data-block", "data-decision"):
@@ -165,8 +165,8 @@ def test_run_inspect_hover_heatmap_and_download(server, browser):
     first.hover()
     title = first.get_attribute("title")
     assert "p=" in title and "drafted by" in title and "judged by" in title
-    assert page.locator("#direct-output span.tok").count() > 5  # the direct answer's text, token by token
-    assert page.locator("#direct-output").inner_text().strip()
+    assert page.locator("#tokens-direct span.tok").count() > 5  # the direct answer's text, token by token
+    assert page.locator("#tokens-direct").inner_text().strip()
 
     # 3. the heatmap: blocks x position, coloured by decision, hover with token, p, q, p/q and drafter
     page.wait_for_selector("#pj-heatmap .js-plotly-plot", timeout=30_000)
@@ -207,15 +207,15 @@ def test_add_personas_tick_methods_and_watch_them_stream_together(server, browse
     run(page)
     # all four grow at the same time: every panel has tokens while the run is still going
     page.wait_for_function(
-        "() => ['pj-tokens', 'direct-output', 'tokens-fusion', 'tokens-direct-c'].every("
+        "() => ['tokens-persona-judge', 'tokens-direct', 'tokens-fusion', 'tokens-direct-c'].every("
         "id => document.querySelectorAll('#' + id + ' span.tok').length > 0)", timeout=30_000)
     assert page.locator("#run-status .pj-msg-ok").count() == 0, "the panels should fill while the run goes on"
     wait_done(page)
-    for elem_id in ("pj-tokens", "direct-output", "tokens-fusion", "tokens-direct-c"):
+    for elem_id in ("tokens-persona-judge", "tokens-direct", "tokens-fusion", "tokens-direct-c"):
         assert token_count(page, elem_id) == 48
     fused = page.locator("#tokens-fusion span.tok").first
     assert "each persona alone" in fused.get_attribute("title") and "C (humour)" in fused.get_attribute("title")
-    drafters = set(page.eval_on_selector_all("#pj-tokens span.tok", "els => els.map(e => e.dataset.drafter)"))
+    drafters = set(page.eval_on_selector_all("#tokens-persona-judge span.tok", "els => els.map(e => e.dataset.drafter)"))
     assert drafters == {"A", "B", "C"}
     # remove C again: its panel's method disappears from the list
     page.locator("#remove-persona").click()
@@ -239,7 +239,7 @@ def test_the_page_stays_responsive_with_four_panels_of_256_tokens(server, browse
     opened = time.perf_counter() - started
     running = page.locator("#run-status .pj-msg-ok").count() == 0
     wait_done(page, timeout=120_000)
-    counts = [token_count(page, i) for i in ("pj-tokens", "direct-output", "tokens-fusion", "tokens-direct-a")]
+    counts = [token_count(page, i) for i in ("tokens-persona-judge", "tokens-direct", "tokens-fusion", "tokens-direct-a")]
     with capsys.disabled():
         print(f"\naccordion opened {opened:.2f} s after the click, mid-run={running}; tokens {counts}")
     assert running, "the run ended before the page was tried; the check proved nothing"
@@ -267,14 +267,14 @@ def test_stop_cancels_every_panel_then_run_again(server, browser):
     tick(page, "fusion")
     set_number(page, "max-new", 256)
     run(page)
-    page.wait_for_function("() => document.querySelectorAll('#pj-tokens span.tok').length > 2", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('#tokens-persona-judge span.tok').length > 2", timeout=30_000)
     page.locator("#stop-btn").click()
     page.wait_for_selector("#run-status:has-text('Stopped')", timeout=15_000)
     page.wait_for_timeout(1000)
-    counts = [token_count(page, i) for i in ("pj-tokens", "direct-output", "tokens-fusion")]
+    counts = [token_count(page, i) for i in ("tokens-persona-judge", "tokens-direct", "tokens-fusion")]
     forwards = len(FORWARDS)
     page.wait_for_timeout(1500)
-    assert [token_count(page, i) for i in ("pj-tokens", "direct-output", "tokens-fusion")] == counts, \
+    assert [token_count(page, i) for i in ("tokens-persona-judge", "tokens-direct", "tokens-fusion")] == counts, \
         "tokens kept arriving after Stop"
     assert counts[0] < 256 and counts[1] < 256  # (fusion may end early: this seed draws end-of-text at once)
     assert len(FORWARDS) == forwards, "the model kept decoding on the server after Stop"
@@ -283,7 +283,7 @@ def test_stop_cancels_every_panel_then_run_again(server, browser):
     set_number(page, "max-new", 24)
     run(page)
     wait_done(page)
-    assert token_count(page, "pj-tokens") == 24
+    assert token_count(page, "tokens-persona-judge") == 24
     page.close()
 
 
@@ -297,7 +297,7 @@ def test_two_tabs_get_their_own_results(server, browser):
     run(second)
     wait_done(first)
     wait_done(second)
-    a, b = first.locator("#pj-tokens").inner_text(), second.locator("#pj-tokens").inner_text()
+    a, b = first.locator("#tokens-persona-judge").inner_text(), second.locator("#tokens-persona-judge").inner_text()
     assert a.strip() and b.strip() and a != b
     with first.expect_download() as info:
         first.locator("#run-download").click()
@@ -348,7 +348,7 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
     run(page)
     wait_done(page)
     page.wait_for_selector("#tokens-fusion .pj-fit", timeout=30_000)
-    for elem_id in ("pj-tokens", "direct-output", "tokens-fusion"):
+    for elem_id in ("tokens-persona-judge", "tokens-direct", "tokens-fusion"):
         chips = page.locator(f"#{elem_id} ~ * .pj-fit-chip, #{elem_id} .pj-fit-chip")
         assert sorted(chips.evaluate_all("els => els.map(e => e.dataset.label)")) == ["A", "B"], elem_id
         float(chips.first.get_attribute("data-fit"))
@@ -356,7 +356,7 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
         assert meters.evaluate_all("els => els.map(e => e.dataset.meter)") == [
             "flesch_kincaid_grade", "words", "vader_compound"], elem_id
         assert " words" in meters.nth(1).inner_text() and meters.nth(2).inner_text().startswith("sentiment ")
-    assert "Persona fit under tiny-llama" in page.locator("#pj-tokens .pj-fit, #pj-tokens ~ * .pj-fit").first.inner_text()
+    assert "Persona fit under tiny-llama" in page.locator("#tokens-persona-judge .pj-fit, #tokens-persona-judge ~ * .pj-fit").first.inner_text()
     # "Did it work?": the answers side by side (fit and meters), and the fit heatmap
     open_tab(page, "Did it work?")
     page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
@@ -521,8 +521,8 @@ def test_on_a_phone_every_tab_is_in_reach_and_run_works(server, browser):
     page.locator("#run-btn").scroll_into_view_if_needed()
     run(page)
     wait_done(page)
-    assert token_count(page, "pj-tokens") == 16
-    panel = page.locator("#pj-tokens").bounding_box()
+    assert token_count(page, "tokens-persona-judge") == 16
+    panel = page.locator("#tokens-persona-judge").bounding_box()
     assert panel["x"] + panel["width"] <= 390
     open_tab(page, "Did it work?")
     page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
@@ -550,9 +550,9 @@ def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
     page.wait_for_selector("#model-status .pj-msg-ok", timeout=180_000)
     started = time.perf_counter()
     run(page)  # the default pair, query and settings: the run a first visitor sees
-    page.wait_for_selector("#pj-tokens span.tok", timeout=30_000)
+    page.wait_for_selector("#tokens-persona-judge span.tok", timeout=30_000)
     pj_first = time.perf_counter() - started
-    page.wait_for_selector("#direct-output span.tok", timeout=30_000)
+    page.wait_for_selector("#tokens-direct span.tok", timeout=30_000)
     both_first = time.perf_counter() - started
     wait_done(page, timeout=180_000)
     page.wait_for_selector("#pj-heatmap .js-plotly-plot", timeout=30_000)

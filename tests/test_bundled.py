@@ -3,7 +3,7 @@
 import pytest
 
 from pjudge_core import BUNDLED, DecodeSettings, direct_prompt, generate, persona_judge
-from pjudge_core.engine.reference import reference_persona_judge
+from pjudge_core.engine.methods import METHODS
 from pjudge_core.evaluation.repetition import repeated_ngram_share
 from pjudge_core.presets import pair
 from pjudge_core.ui.models import first_run
@@ -24,7 +24,7 @@ def test_persona_judge_writes_english_and_matches_the_reference(bundled_lm):
     assert len(result.steps) == 24 and result.text.strip()
     assert sum(c.isalpha() for c in result.text) > 40
     assert 0.5 < result.stats["acceptance_rate"] <= 1  # two compatible preferences agree mostly
-    slow = reference_persona_judge(bundled_lm, QUERY, [A, B], DecodeSettings(max_new_tokens=24, seed=0))
+    slow = METHODS["persona-judge"].reference(bundled_lm, QUERY, [A, B], DecodeSettings(max_new_tokens=24, seed=0))
     assert [(s.token_id, s.decision, s.drafter) for s in result.steps] == slow
 
 

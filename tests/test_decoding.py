@@ -14,7 +14,7 @@ from pjudge_core import (
     persona_judge,
     stream_persona_judge,
 )
-from pjudge_core.engine.reference import reference_persona_judge
+from pjudge_core.engine.methods import METHODS
 
 QUERY, A, B = "Describe a sunset", "Be concise.", "Be imaginative."
 
@@ -78,7 +78,7 @@ def test_text_equals_the_decoded_token_ids_and_the_step_texts(tiny_lm):
 def test_fast_decoder_matches_the_slow_reference_token_for_token(tiny_lm, greedy, alternate):
     kwargs = dict(max_new_tokens=70, lam=3, alternate=alternate, greedy=greedy, seed=11)
     fast = run(tiny_lm, **kwargs)
-    slow = reference_persona_judge(tiny_lm, QUERY, [A, B], DecodeSettings(**kwargs))
+    slow = METHODS["persona-judge"].reference(tiny_lm, QUERY, [A, B], DecodeSettings(**kwargs))
     assert [(s.token_id, s.decision, s.drafter) for s in fast.steps] == slow
 
 

@@ -10,10 +10,11 @@ import torch
 from conftest import make_tiny_lm
 
 from pjudge_core import DecodeSettings, InputError
+from pjudge_core.engine.api import stream_job
 from pjudge_core.engine.engine import MAX_ROWS, Engine
-from pjudge_core.engine.kv import Feed, KVPool, forward
-from pjudge_core.engine.methods import stream_task
+from pjudge_core.engine.kv import Feed, KVPool
 from pjudge_core.engine.requests import Request, check_rows, generate_many, stream_many
+from pjudge_core.engine.runner import ModelRunner
 from pjudge_core.engine.scheduler import cut_batches, plan_forwards
 from pjudge_core.evaluation import batch_check
 
@@ -28,7 +29,7 @@ def mixed_requests(count: int, seed: int = 0) -> list[Request]:
 
 
 def alone(lm, request):
-    return stream_task(lm, request.task(lm)).run()
+    return stream_job(lm, request.job(lm)).run()
 
 
 def trace(result):
@@ -99,7 +100,7 @@ def test_pooled_rows_of_different_lengths_see_only_their_own_tokens(tiny_lm):
                 take = seq[fed[i]:fed[i] + chunk]
                 feeds.append(Feed(slots[i], take, keep=len(take)))
                 owners.append(i)
-        for i, logits in zip(owners, forward(tiny_lm.model, pool, feeds)):
+        for i, logits in zip(owners, ModelRunner(tiny_lm.model, pool).forward(feeds)):
             end = fed[i] + len(logits)
             assert torch.allclose(logits, full_logits(tiny_lm, seqs[i][:end])[fed[i]:end], atol=1e-5)
             fed[i] = end
@@ -109,9 +110,9 @@ def test_pooled_rows_of_different_lengths_see_only_their_own_tokens(tiny_lm):
 def test_a_rolled_back_row_overwrites_what_it_forgot(tiny_lm):
     pool = KVPool(tiny_lm.model)
     slot = pool.allocate()
-    forward(tiny_lm.model, pool, [Feed(slot, [5, 6, 7, 8, 9])])
+    ModelRunner(tiny_lm.model, pool).forward([Feed(slot, [5, 6, 7, 8, 9])])
     pool.lengths[slot] = 3  # forget 8, 9
-    logits = forward(tiny_lm.model, pool, [Feed(slot, [40, 41], keep=2)])[0]
+    logits = ModelRunner(tiny_lm.model, pool).forward([Feed(slot, [40, 41], keep=2)])[0]
     assert torch.allclose(logits, full_logits(tiny_lm, [5, 6, 7, 40, 41])[3:], atol=1e-5)
 
 
@@ -130,25 +131,25 @@ def test_feeds_of_similar_width_share_a_forward():
 
 def test_rows_are_admitted_in_waves_and_a_finished_request_frees_its_rows(tiny_lm):
     engine = Engine(tiny_lm, rows=2)
-    tickets = [engine.submit(r.task(tiny_lm)) for r in mixed_requests(6, seed=3)]
+    jobs = [engine.submit(r.job(tiny_lm)) for r in mixed_requests(6, seed=3)]
     most = 0
     for _ in engine.stream():
-        most = max(most, len(engine.running))
-        assert engine.pool.used == sum(len(t.task.prompts) for t in engine.running)
-    assert most == 2 and all(t.state == "finished" for t in tickets) and engine.pool.used == 0
+        most = max(most, len(engine.scheduler.running))
+        assert engine.pool.used == sum(len(t.prompts) for t in engine.scheduler.running)
+    assert most == 2 and all(t.state == "finished" for t in jobs) and engine.pool.used == 0
 
 
-def judging_steps(engine: Engine, tickets, arrivals: dict[int, object]) -> dict:
-    """Step `engine` until every ticket ends, submitting arrivals[n] (a task) before step n; returns
-    {ticket index: the steps at which it fed a judging block (a feed asking for more than one logit)}."""
+def judging_steps(engine: Engine, jobs, arrivals: dict[int, object]) -> dict:
+    """Step `engine` until every job ends, submitting arrivals[n] (a job) before step n; returns
+    {job index: the steps at which it fed a judging block (a feed asking for more than one logit)}."""
     judged: dict[int, set] = {}
     while arrivals or engine.busy:
         if engine.steps in arrivals:
-            tickets.append(engine.submit(arrivals.pop(engine.steps)))
+            jobs.append(engine.submit(arrivals.pop(engine.steps)))
         step = engine.steps
         engine.step()
-        for i, ticket in enumerate(tickets):
-            if ticket.state == "running" and isinstance(ticket.need, Feed) and ticket.need.keep > 1:
+        for i, job in enumerate(jobs):
+            if job.state == "running" and isinstance(job.need, Feed) and job.need.keep > 1:
                 judged.setdefault(i, set()).add(step + 1)  # the feed it will take part in next step
     return judged
 
@@ -156,13 +157,13 @@ def judging_steps(engine: Engine, tickets, arrivals: dict[int, object]) -> dict:
 def test_a_persona_judge_request_joins_when_the_running_ones_start_a_block_so_their_judges_share_steps(tiny_lm):
     first, late = (Request("persona-judge", QUERIES[i], PREFS[i:i + 2], DecodeSettings(seed=4, max_new_tokens=n, lam=3),
                            ignore_eos=True) for i, n in ((0, 60), (1, 30)))
-    engine, tickets = Engine(tiny_lm, rows=8), []
-    judged = judging_steps(engine, tickets, {0: first.task(tiny_lm), 2: late.task(tiny_lm)})
-    assert tickets[0].joined == 0 and tickets[1].joined == 4  # arrived at step 2; the next block starts at 4
+    engine, jobs = Engine(tiny_lm, rows=8), []
+    judged = judging_steps(engine, jobs, {0: first.job(tiny_lm), 2: late.job(tiny_lm)})
+    assert jobs[0].joined == 0 and jobs[1].joined == 4  # arrived at step 2; the next block starts at 4
     full_blocks = set(sorted(judged[1])[:-2])  # (its last blocks may be cut short by its token budget)
     assert len(full_blocks) >= 5 and full_blocks <= judged[0]  # so the late one's judges share their steps
-    for ticket, request in zip(tickets, (first, late)):
-        assert trace(ticket.result) == trace(alone(tiny_lm, request))  # joining later changes no token
+    for job, request in zip(jobs, (first, late)):
+        assert trace(job.result) == trace(alone(tiny_lm, request))  # joining later changes no token
 
 
 def test_requests_without_blocks_or_with_another_block_length_join_at_the_next_step(tiny_lm):
@@ -171,10 +172,10 @@ def test_requests_without_blocks_or_with_another_block_length_join_at_the_next_s
               Request("fusion", QUERIES[2], PREFS[:2], DecodeSettings(seed=6, max_new_tokens=20)),
               Request("persona-judge", QUERIES[3], PREFS[1:3], DecodeSettings(seed=7, max_new_tokens=20, lam=5))]
     for other in others:
-        engine, tickets = Engine(tiny_lm, rows=8), []
-        judging_steps(engine, tickets, {0: pj.task(tiny_lm), 2: other.task(tiny_lm)})
-        assert tickets[1].joined == 2
-        assert trace(tickets[1].result) == trace(alone(tiny_lm, other))
+        engine, jobs = Engine(tiny_lm, rows=8), []
+        judging_steps(engine, jobs, {0: pj.job(tiny_lm), 2: other.job(tiny_lm)})
+        assert jobs[1].joined == 2
+        assert trace(jobs[1].result) == trace(alone(tiny_lm, other))
 
 
 def test_a_bad_request_is_refused_before_any_forward(tiny_lm):
@@ -200,22 +201,22 @@ def test_rows_out_of_range_is_one_sentence(rows):
 
 def test_a_failing_decoder_fails_only_its_own_request(tiny_lm):
     engine = Engine(tiny_lm, rows=4)
-    good = [engine.submit(r.task(tiny_lm)) for r in mixed_requests(3, seed=4)]
-    broken = mixed_requests(1, seed=5)[0].task(tiny_lm)
-    decoder = broken.decoder
+    good = [engine.submit(r.job(tiny_lm)) for r in mixed_requests(3, seed=4)]
+    broken = mixed_requests(1, seed=5)[0].job(tiny_lm)
+    decoder = broken.make_decoder
 
     def failing(rows):
         yield next(decoder(rows))
         raise RuntimeError("boom")
-    broken.decoder = failing
+    broken.make_decoder = failing
     bad = engine.submit(broken)
     engine.run()
     assert bad.state == "failed" and "boom" in str(bad.error)
     with pytest.raises(RuntimeError, match="boom"):
         list(bad)
     requests = mixed_requests(3, seed=4)
-    for ticket, request in zip(good, requests):
-        assert ticket.state == "finished" and trace(ticket.result) == trace(alone(tiny_lm, request))
+    for job, request in zip(good, requests):
+        assert job.state == "finished" and trace(job.result) == trace(alone(tiny_lm, request))
 
 
 # --------------------------------------------------------------------------- threads
@@ -228,10 +229,10 @@ def test_requests_submitted_and_read_from_other_threads_while_the_engine_thread_
     got = [None] * len(requests)
 
     def visitor(i):
-        ticket = engine.submit(requests[i].task(lm))
-        steps = list(ticket)  # blocks until the engine's thread has decided every step
-        assert [s.token_id for s in steps] == ticket.result.token_ids
-        got[i] = trace(ticket.result)
+        job = engine.submit(requests[i].job(lm))
+        steps = list(job)  # blocks until the engine's thread has decided every step
+        assert [s.token_id for s in steps] == job.result.token_ids
+        got[i] = trace(job.result)
 
     threads = [threading.Thread(target=visitor, args=(i,)) for i in range(len(requests))]
     for t in threads:
@@ -247,14 +248,14 @@ def test_cancelling_one_request_from_another_thread_leaves_the_others_untouched(
     long = Request("persona-judge", QUERIES[1], PREFS[:2], DecodeSettings(seed=9, max_new_tokens=400))
     others = mixed_requests(4, seed=7)
     engine = Engine(lm, rows=8).start()
-    victim = engine.submit(long.task(lm))
-    tickets = [engine.submit(r.task(lm)) for r in others]
+    victim = engine.submit(long.job(lm))
+    jobs = [engine.submit(r.job(lm)) for r in others]
     seen = []
     for step in victim:
         seen.append(step)
         if len(seen) == 5:
             threading.Thread(target=engine.cancel, args=(victim,)).start()
-    results = [ticket.wait(timeout=120) for ticket in tickets]
+    results = [job.wait(timeout=120) for job in jobs]
     engine.close()
     assert victim.state == "cancelled" and victim.result is None and 5 <= len(seen) < 400
     for result, request in zip(results, others):
@@ -265,7 +266,7 @@ def test_cancelling_one_request_from_another_thread_leaves_the_others_untouched(
 # --------------------------------------------------------------------------- forward turns
 
 def test_forwards_from_several_threads_take_turns_and_a_failing_forward_hands_its_turn_on():
-    from pjudge_core.engine.turns import install
+    from pjudge_core.ui.turns import install
     lm = make_tiny_lm()
     turns = install(lm)
     assert install(lm) is turns  # once per model
@@ -318,8 +319,8 @@ def test_a_lab_run_on_a_shared_engine_stops_only_its_own_panels():
         assert theirs.panels[slot].result.token_ids == spec.run(lm, QUERIES[1], PREFS[:2],
                                                                 settings.replace(max_new_tokens=30)).token_ids
     engine.close()
-    assert all(p.ticket.state == "cancelled" and p.result is None for p in mine.panels.values())
-    assert max(len(p.ticket.steps) for p in mine.panels.values()) < 200
+    assert all(p.job.state == "cancelled" and p.result is None for p in mine.panels.values())
+    assert max(len(p.job.steps) for p in mine.panels.values()) < 200
 
 
 def test_grouped_attention_gives_the_same_logits_as_transformers_sdpa():

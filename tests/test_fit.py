@@ -247,7 +247,7 @@ def test_a_comparison_on_a_shared_engine_gives_the_same_answers_and_stops_only_i
     alone = compare(tiny_lm, QUERY, PREFS, "persona-judge,direct", samples=2, settings=settings)
     engine = Engine(tiny_lm, rows=8).start()
     try:
-        other = engine.submit(RunSpec.parse("direct").task(tiny_lm, QUERY, PREFS, settings.replace(max_new_tokens=300),
+        other = engine.submit(RunSpec.parse("direct").job(tiny_lm, QUERY, PREFS, settings.replace(max_new_tokens=300),
                                                            ignore_eos=True))
         updates = list(stream_compare(tiny_lm, QUERY, PREFS, "persona-judge,direct", samples=2, settings=settings,
                                       engine=engine))

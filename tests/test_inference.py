@@ -99,7 +99,7 @@ def test_the_prefix_tree_scorer_equals_the_flat_scorer(tiny_lm, monkeypatch):
         assert prefix_tree_logprobs(tiny_lm, items, batch_size=batch_size) == pytest.approx(flat, abs=1e-4)
     reordered = items[::-1]
     assert prefix_tree_logprobs(tiny_lm, reordered)[::-1] == prefix_tree_logprobs(tiny_lm, items)  # bit-identical
-    monkeypatch.setattr(prefix_tree, "_plain_head", lambda model: False)  # heads that need the model's own forward
+    monkeypatch.setattr(prefix_tree, "plain_head", lambda model: False)  # heads that need the model's own forward
     assert prefix_tree_logprobs(tiny_lm, items, batch_size=5) == pytest.approx(flat, abs=1e-4)
     with pytest.raises(InputError, match="longer than the model's context of 128"):
         prefix_tree_logprobs(make_tiny_lm(max_positions=128), [(items[0][0], [5] * 200)])

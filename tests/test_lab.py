@@ -16,11 +16,11 @@ def test_method_choices_follow_the_number_of_personas():
     four = [slot for _, slot in lab.method_choices(4)]
     assert "direct[D]" in four and "persona-judge-base" not in four and "official" not in four
     assert any("fusion" in label.lower() for label, _ in lab.method_choices(3))
-    assert set(two) | set(four) <= set(lab.SLOTS)
+    assert set(two) | set(four) <= set(lab.slots())
 
 
 def test_every_slot_has_a_panel_id():
-    ids = [lab.slot_id(slot) for slot in lab.SLOTS]
+    ids = [lab.slot_id(slot) for slot in lab.slots()]
     assert len(set(ids)) == len(ids) and "fusion" in ids and "direct-a" in ids
 
 
@@ -97,12 +97,12 @@ def test_a_run_on_a_shared_engine_says_it_waits_only_while_every_row_is_taken(ti
     engine.step()  # the first run is two steps into its block of λ + 1
     second = run("persona-judge", 2)
     engine.step()
-    assert second.panels["persona-judge"].ticket.state == "waiting"  # for its phase: a row is free ...
+    assert second.panels["persona-judge"].job.state == "waiting"  # for its phase: a row is free ...
     assert second.waiting == 0  # ... so it does not say it waits for a row
-    while second.panels["persona-judge"].ticket.state == "waiting":
+    while second.panels["persona-judge"].job.state == "waiting":
         engine.step()
     third = run("direct", 3)
     engine.step()
-    assert third.panels["direct"].ticket.state == "waiting" and third.waiting == 1  # no row free: first in line
+    assert third.panels["direct"].job.state == "waiting" and third.waiting == 1  # no row free: first in line
     for r in (first, second, third):
         r.close()

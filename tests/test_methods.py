@@ -9,21 +9,46 @@ from pjudge_core import (
     METHODS,
     DecodeSettings,
     InputError,
+    RunSpec,
     generate,
     prompt_text,
     stream_generate,
 )
-from pjudge_core.engine.reference import reference_fusion, reference_persona_judge
+from pjudge_core.evaluation.batch_check import persona_counts
 
 QUERY = "Describe a sunset"
 PREFS = ["Be concise.", "Be imaginative.", "Be funny.", "Be formal."]
 S = DecodeSettings(max_new_tokens=48, lam=3, seed=5)
 
 
+def reference(lm, method, preferences, settings, **options):
+    """The method's slow reference decoder: [(token_id, decision, drafter)]."""
+    return METHODS[method].reference(lm, QUERY, preferences, settings, **options)
+
+
+def trace(result):
+    return [(s.token_id, s.decision, s.drafter) for s in result.steps]
+
+
 def test_methods_are_listed_with_a_description():
     assert set(METHODS) == {"persona-judge", "direct", "fusion", "official"}
-    assert all(len(text) > 40 for text in METHODS.values())
-    assert "not Algorithm 1" in METHODS["official"]
+    assert all(len(method.description) > 40 for method in METHODS.values())
+    assert "not Algorithm 1" in METHODS["official"].description
+
+
+EXAMPLES = [(name, spec) for name, method in METHODS.items() for spec in method.examples]
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+@pytest.mark.parametrize("method, spec", EXAMPLES)
+def test_every_method_matches_its_reference_decoder_on_every_example_spec(tiny_lm, method, spec, greedy):
+    """Each registered method's fast decoder (KV cache, engine) against its own slow, literal one."""
+    run = RunSpec.parse(spec)
+    prefs = PREFS[:max(persona_counts(run))]  # as many personas as the spec takes
+    base = S.replace(greedy=greedy, max_new_tokens=24)
+    fast = run.run(tiny_lm, QUERY, prefs, base)
+    assert trace(fast) == reference(tiny_lm, method, run.preferences(prefs), run.settings(base),
+                                    **run.method_options())
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
@@ -45,8 +70,7 @@ def test_block_b_is_drafted_by_persona_b_mod_n_and_judged_by_the_next(tiny_lm, n
 def test_n_persona_runs_match_the_reference_decoder(tiny_lm, n, greedy):
     settings = S.replace(greedy=greedy, max_new_tokens=40)
     fast = generate(tiny_lm, "persona-judge", QUERY, PREFS[:n], settings)
-    assert [(s.token_id, s.decision, s.drafter) for s in fast.steps] == \
-        reference_persona_judge(tiny_lm, QUERY, PREFS[:n], settings)
+    assert trace(fast) == reference(tiny_lm, "persona-judge", PREFS[:n], settings)
 
 
 def test_persona_judge_base_keeps_a_drafting_and_b_judging(tiny_lm):
@@ -95,7 +119,7 @@ def test_direct_with_one_preference_is_that_persona_alone_and_with_none_no_prefe
 def test_fusion_matches_its_reference_decoder(tiny_lm, alpha, weights, greedy):
     settings = S.replace(greedy=greedy)
     fast = generate(tiny_lm, "fusion", QUERY, PREFS[:2], settings, alpha=alpha, weights=weights)
-    assert fast.token_ids == reference_fusion(tiny_lm, QUERY, PREFS[:2], settings, weights=weights, alpha=alpha)
+    assert trace(fast) == reference(tiny_lm, "fusion", PREFS[:2], settings, weights=weights, alpha=alpha)
 
 
 def test_fusion_records_the_fused_p_and_each_personas_own_probability(tiny_lm):
@@ -142,8 +166,7 @@ def test_no_repeat_ngram_size_keeps_every_ngram_of_the_output_unique(repetitive_
 def test_repetition_settings_keep_the_fast_decoder_equal_to_the_reference(repetitive_lm, greedy):
     settings = S.replace(repetition_penalty=1.8, no_repeat_ngram_size=3, greedy=greedy)
     fast = generate(repetitive_lm, "persona-judge", QUERY, PREFS[:2], settings)
-    assert [(s.token_id, s.decision, s.drafter) for s in fast.steps] == \
-        reference_persona_judge(repetitive_lm, QUERY, PREFS[:2], settings)
+    assert trace(fast) == METHODS["persona-judge"].reference(repetitive_lm, QUERY, PREFS[:2], settings)
     plain = generate(repetitive_lm, "persona-judge", QUERY, PREFS[:2], settings.replace(repetition_penalty=1.0,
                                                                                          no_repeat_ngram_size=0))
     assert plain.token_ids != fast.token_ids

@@ -14,7 +14,7 @@ from test_exactness import ALPHA, goodness_of_fit, total_variation, warp
 
 import pjudge_core.engine.loading as loading
 from pjudge_core import DecodeSettings, generate, load_model, prompt_ids
-from pjudge_core.engine.reference import reference_persona_judge
+from pjudge_core.engine.methods import METHODS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_four_bit_persona_judge_matches_the_reference_decoder(bundled_4bit, gree
     settings = DecodeSettings(max_new_tokens=12, seed=3, greedy=greedy, repetition_penalty=1.1)
     fast = generate(bundled_4bit, "persona-judge", QUERY, [FRENCH, ENGLISH], settings)
     assert [(s.token_id, s.decision, s.drafter) for s in fast.steps] == \
-        reference_persona_judge(bundled_4bit, QUERY, [FRENCH, ENGLISH], settings)
+        METHODS["persona-judge"].reference(bundled_4bit, QUERY, [FRENCH, ENGLISH], settings)
     assert sum(c.isalpha() for c in fast.text) > 10
 
 

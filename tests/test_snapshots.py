@@ -156,7 +156,7 @@ def test_the_apps_run_record_keeps_its_keys(tiny_lm):
                             False, 0.9, 20, 0.9, 16, 5, slots, 2, None, "", None, "", 0.5, "", 1.0, 0,
                             api_name="/run")
         job.result()
-        download = job.outputs()[-1][len(lab.SLOTS) + 3]
+        download = job.outputs()[-1][len(lab.slots()) + 3]
         path = download["value"] if isinstance(download, dict) else download
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     panels = record.pop("panels")

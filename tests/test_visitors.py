@@ -49,7 +49,7 @@ def test_visitors_pressing_run_together_each_get_their_lone_run(served):
         job.result(timeout=240)
     assert time.monotonic() - started < 240
     engine = holder.engines[id(lms["tiny-a"])]
-    assert engine.forwards > 0 and not engine.running  # one shared engine decoded them all, and is idle
+    assert engine.forwards > 0 and not engine.scheduler.running  # one shared engine decoded them all, and is idle
     for i, job in enumerate(jobs):
         outputs = job.outputs()
         assert "pj-msg-ok" in outputs[-1][MESSAGE]
@@ -71,7 +71,7 @@ def test_one_visitors_stop_ends_only_their_rows(served):
         assert panels_of(job.outputs()) == expected(lms["tiny-a"], 200 + i, 48)
     engine = holder.engines[id(lms["tiny-a"])]
     deadline = time.monotonic() + 30
-    while engine.running:  # the stopped run's rows leave at the engine's next step
+    while engine.scheduler.running:  # the stopped run's rows leave at the engine's next step
         assert time.monotonic() < deadline, "the stopped rows kept decoding"
         time.sleep(0.05)
     assert engine.pool.used == 0

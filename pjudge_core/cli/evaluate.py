@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..engine.loading import load_model
+from ..engine.methods import BASELINE
 from ..errors import InputError
 from ..evaluation.alignment import (
     SHORT_PERSONA,
@@ -140,8 +141,8 @@ def add_parser(sub) -> None:
                     help="batch output JSONL; repeat (or list several) to report on several runs, e.g. one per "
                          "persona combination")
     rp.add_argument("--scores", nargs="*", default=[], help="JSON files from eval rm/judge/align-acc/fit --out")
-    rp.add_argument("--baseline", default="direct",
-                    help="run spec the win-rate tables compare with (default direct)")
+    rp.add_argument("--baseline", default=BASELINE,
+                    help=f"run spec the win-rate tables compare with (default {BASELINE})")
     rp.add_argument("--out-md", default=None)
     rp.add_argument("--out-html", default=None)
     rp.add_argument("--fit-x", default=None, metavar="LABEL",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.methods import DEFAULT_METHOD
 from ..engine.specs import RunSpec
 from ..errors import InputError
 from .args import (
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="answer one query with any method (a run spec)")
     p.add_argument("--query", required=True)
-    p.add_argument("--spec", "--method", dest="spec", default="persona-judge",
+    p.add_argument("--spec", "--method", dest="spec", default=DEFAULT_METHOD,
                    help="a method or run spec: persona-judge, persona-judge-base, direct, direct[A], "
                         "fusion(alpha=0.5,weights=2:1), official ... (see README)")
     p.add_argument("--json", action="store_true", help="print the whole trace as JSON")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.methods import BASELINE
 from ..errors import InputError
 from ..evaluation.alignment import default_pairs_file, load_pairs
 from ..evaluation.meter_eval import score_meter_runs, sentiment_agreement, validate_pairs
@@ -91,7 +92,7 @@ def add_eval_parsers(evs) -> None:
                                       "them against labelled pairs")
     p.add_argument("--in", dest="inp", action="extend", nargs="+", default=[], metavar="FILE",
                    help="batch output JSONL; repeat (or list several) to pool runs, e.g. one per persona combination")
-    p.add_argument("--baseline", default="direct", help="run spec the others are compared with (default direct)")
+    p.add_argument("--baseline", default=BASELINE, help=f"run spec the others are compared with (default {BASELINE})")
     p.add_argument("--validate", action="store_true",
                    help="instead: how often each persona's meter ranks the chosen answer of --pairs above the "
                         "rejected one")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.methods import BASELINE
 from ..errors import InputError
 from ..evaluation.alignment import default_pairs_file
 from ..evaluation.fit import NOTE, run_preferences, score_fit_records
@@ -134,7 +135,7 @@ def add_eval_parsers(evs) -> None:
     """Register `eval fit` and `eval infer-acc` on the `eval` subparsers."""
     ft = evs.add_parser("fit", help="persona fit of every record of a batch run under every persona of the run")
     ft.add_argument("--in", dest="inp", required=True, help="batch output JSONL")
-    ft.add_argument("--baseline", default="direct", help="run spec the others are compared with (default direct)")
+    ft.add_argument("--baseline", default=BASELINE, help=f"run spec the others are compared with (default {BASELINE})")
     add_scoring_arguments(ft)
     sharded.add_shard_arguments(ft, "records", chunk=64)
     add_output_arguments(ft, device=False)

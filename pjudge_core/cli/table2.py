@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..engine.engine import DEFAULT_ROWS
 from ..engine.loading import load_model
+from ..engine.methods import DEFAULT_SPECS
 from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
@@ -35,7 +36,6 @@ from .args import DEFAULTS, add_decode_arguments, add_model_arguments, load_from
 from .output import write_json
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "koala_eval_50.json"
-DEFAULT_SPECS = "persona-judge,direct"
 
 
 def settings(args: argparse.Namespace) -> DecodeSettings:
@@ -139,7 +139,7 @@ def add_parser(sub) -> None:
                    help="'all' (the eight), or e.g. 'elementary+concise+friendly,PhD+detailed+unfriendly'")
     p.add_argument("--specs", default=DEFAULT_SPECS, help=f"run specs (default {DEFAULT_SPECS}; must include the "
                                                           "baseline)")
-    p.add_argument("--baseline", default=BASELINE, help="run spec the win rates compare with (default direct)")
+    p.add_argument("--baseline", default=BASELINE, help=f"run spec the win rates compare with (default {BASELINE})")
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     p.add_argument("--no-fit", action="store_true", help="skip the persona fit under the writing model")
     p.add_argument("--fit-model", default=None, help="also score persona fit under this model (hub id, folder)")

@@ -1,30 +1,28 @@
 """The batched engine: many requests decode together, sharing each forward.
 
 Contract:
-  * A `Task` is a request made ready by `methods.prepare`: its prompts (one row of the KV pool
-    each), its `Recorder`, and its decoder, a generator that yields a `kv.Feed` (or a list of them)
-    where a batch-of-one decoder would call the model, receives the logits, yields each `Step` as
-    it decides a token and returns the `Result`. So the decoders still read like the paper's
-    Algorithm 1; the engine decides which forward each feed goes into.
-  * `Engine.submit(task)` (from any thread) queues it and returns its `Ticket`; `cancel(ticket)`
-    (any thread) stops it at the next step and frees its rows. Requests are admitted in arrival
-    order while fewer than `rows` run (waves); a request that finishes (end-of-sequence, budget)
-    leaves at once. A block-wise request (a task with a `period`: Persona-judge's λ drafting
-    steps and one judging step) joins at the step where most running requests of its period start
-    a block, at most `period - 1` steps late, so that their judges keep sharing one forward.
+  * A request is a `job.Job` made ready by `api.prepare`: its prompts (one row of the KV pool
+    each), its decoder (a generator that yields a `kv.Feed`, or a list of them, where a batch-of-one
+    decoder would call the model, receives the logits, and yields each `Step` as it decides a token)
+    and its `Trace`. So the decoders still read like the paper's Algorithm 1; the engine decides
+    which forward each feed goes into.
+  * `Engine.submit(job)` (from any thread) queues it; `cancel(job)` (any thread) stops it at the
+    next step and frees its rows. Who joins when is the `scheduler.Scheduler`'s decision (waves of
+    `rows` requests; a block-wise request joins in phase with the running ones).
   * `step()`: admit, take every running request's next feeds, group them into forwards
     (`scheduler.plan_forwards`: rows of similar width together, i.e. one forward per kind of
-    work), run the forwards, hand each request its logits and run it to its next feed. Every
-    running request advances by one feed per step, so rows may be out of phase (different λ,
-    3-4 personas, one prefilling while others draft): the grouping is by width, not by phase.
+    work), run the forwards (`runner.ModelRunner`), hand each request its logits and run it to its
+    next feed. Every running request advances by one feed per step, so rows may be out of phase
+    (different λ, 3-4 personas, one prefilling while others draft): the grouping is by width, not
+    by phase.
   * Who steps: whoever calls `step()` or iterates `stream()` (one thread at a time: a lock), or the
     engine's own thread after `start()` (a long-lived engine shared by threads, e.g. an app's
-    visitors). A ticket can be read from any thread: iterating it blocks until steps arrive.
+    visitors). A job can be read from any thread: iterating it blocks until steps arrive.
   * Exactness: a request's random numbers depend only on its seed and output positions
     (`sampling.Uniforms`), and each row attends only to its own tokens (`kv`), so a request decodes
     the same tokens in any batch as alone; p and q differ from a lone run by float rounding only.
-  * Failures: an exception inside a forward or a decoder fails the requests involved (their
-    tickets carry the error, iterating them raises it); the others go on.
+  * Failures: an exception inside a forward or a decoder fails the requests involved (their jobs
+    carry the error, iterating them raises it); the others go on.
   * Stats: each request's `forward_passes` counts the forwards it took part in, its `seconds` run
     from admission to finish (latency), and its `compute_seconds` are its share of the machine:
     each forward's time split equally among its rows, plus the request's own sampling. Summed over
@@ -37,132 +35,54 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
-from .kv import Feed, KVPool, Row, forward
-from .scheduler import plan_forwards
-from .trace import Recorder, Result, Step
+from .job import Job
+from .kv import KVPool, Row
+from .runner import ModelRunner
+from .scheduler import Scheduler, plan_forwards
+from .trace import Step
 
-DEFAULT_ROWS = 16  # requests decoding together unless told otherwise (see README, "Batched decoding")
+DEFAULT_ROWS = 16  # requests decoding together unless told otherwise (docs/decoding.md, "Batched decoding")
 MAX_ROWS = 64  # the most requests one engine decodes together: bounds the KV memory
+# The most rows one request feeds in one step: fusion with four personas and no preference (ℓ₀).
+# A forward takes at most `rows` times this many feeds, so one step's work of every request fits in it.
+FEEDS_PER_REQUEST = 5
 
-Decoder = Generator  # yields Feed | list[Feed] | Step, receives logits, returns Result
-
-
-@dataclass
-class Task:
-    """A validated request, ready to decode: its prompts (one row each), its decoder given the rows
-    in that order, and the recorder that builds its `Result`."""
-
-    method: str
-    prompts: list[list[int]]
-    decoder: Callable[[list[Row]], Decoder]
-    recorder: Recorder
-    period: int | None = None  # steps per block of a block-wise decoder (Persona-judge: λ + 1), for `_in_phase`
-
-
-class Ticket:
-    """A submitted task: its steps as they are decided, then its `result` (or `error`)."""
-
-    def __init__(self, task: Task, listener: queue.Queue | None = None):
-        self.task = task
-        self.listener = listener  # also receives (ticket, step) and (ticket, None) at the end
-        self.steps: list[Step] = []
-        self.result: Result | None = None
-        self.error: BaseException | None = None
-        self.state = "waiting"  # waiting | running | finished | cancelled | failed
-        self.rows: list[Row] = []
-        self.decoder: Decoder | None = None
-        self.need: Feed | list[Feed] | None = None
-        self.joined = 0  # the engine step it was admitted at
-        self._changed = threading.Condition()
-
-    @property
-    def done(self) -> bool:
-        return self.state in ("finished", "cancelled", "failed")
-
-    def __iter__(self) -> Iterator[Step]:
-        """Every step, waiting for new ones until the request is done (for a thread that does not step)."""
-        seen = 0
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: len(self.steps) > seen or self.done)
-                new, done = self.steps[seen:], self.done
-            yield from new
-            seen += len(new)
-            if done and seen == len(self.steps):
-                if self.error is not None:
-                    raise self.error
-                return
-
-    def wait(self, timeout: float | None = None) -> Result | None:
-        with self._changed:
-            self._changed.wait_for(lambda: self.done, timeout)
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-    def _emit(self, step: Step) -> None:
-        with self._changed:
-            self.steps.append(step)
-            self._changed.notify_all()
-        if self.listener is not None:
-            self.listener.put((self, step))
-
-    def _end(self, state: str, result: Result | None = None, error: BaseException | None = None) -> None:
-        with self._changed:
-            self.state, self.result, self.error = state, result, error
-            self._changed.notify_all()
-        if self.listener is not None:
-            self.listener.put((self, None))
+Event = tuple[Job, Step | None]  # a step a request decided, or (job, None) when it ended
 
 
 class Engine:
-    """Decodes many tasks together on one model (see the module docstring)."""
+    """Decodes many jobs together on one model (see the module docstring)."""
 
     def __init__(self, lm, rows: int = DEFAULT_ROWS):
         self.lm = lm
-        self.rows = rows
         self.pool = KVPool(lm.model)
-        self.waiting: deque[Ticket] = deque()
-        self.running: list[Ticket] = []
+        self.runner = ModelRunner(lm.model, self.pool)
+        self.scheduler = Scheduler(rows)
         self.forwards = 0
         self.steps = 0
-        self._cancelled: set[Ticket] = set()
-        self._ended: list[Ticket] = []  # tickets that ended since the last step reported them
-        self._lock = threading.Lock()  # guards waiting, running, _cancelled
-        self._work = threading.Condition(self._lock)
         self._stepping = threading.Lock()  # one step at a time
         self._thread: threading.Thread | None = None
-        self._closing = False
+
+    @property
+    def rows(self) -> int:
+        return self.scheduler.rows
 
     # ------------------------------------------------------------------ any thread
-    def submit(self, task: Task, listener: queue.Queue | None = None) -> Ticket:
-        """Queue `task`; its ticket's steps also go to `listener` (one queue may serve several tickets)."""
-        ticket = Ticket(task, listener)
-        with self._work:
-            if self._closing:
-                raise RuntimeError("this engine is closed")
-            self.waiting.append(ticket)
-            self._work.notify_all()
-        return ticket
+    def submit(self, job: Job, listener: queue.Queue | None = None) -> Job:
+        """Queue `job`; its steps also go to `listener` (one queue may serve several jobs)."""
+        job.listener = listener
+        self.scheduler.submit(job)
+        return job
 
-    def cancel(self, ticket: Ticket) -> None:
-        with self._work:
-            if ticket in self.waiting:
-                self.waiting.remove(ticket)
-                self._ended.append(ticket)
-                ticket._end("cancelled")
-            elif not ticket.done:
-                self._cancelled.add(ticket)
-            self._work.notify_all()
+    def cancel(self, job: Job) -> None:
+        if self.scheduler.cancel(job):
+            job.end("cancelled")
 
     @property
     def busy(self) -> bool:
-        with self._lock:
-            return bool(self.waiting or self.running)
+        return self.scheduler.busy
 
     @property
     def threaded(self) -> bool:
@@ -171,55 +91,52 @@ class Engine:
 
     @property
     def full(self) -> bool:
-        """True while every row is taken (a waiting request then waits for a row, not for its phase)."""
-        with self._lock:
-            return len(self.running) >= self.rows
+        return self.scheduler.full
 
-    def ahead_of(self, ticket: Ticket) -> int:
-        """How many requests wait before `ticket` (0 once it runs)."""
-        with self._lock:
-            return self.waiting.index(ticket) if ticket in self.waiting else 0
+    def ahead_of(self, job: Job) -> int:
+        return self.scheduler.ahead_of(job)
 
     # ------------------------------------------------------------------ the stepping thread
-    def step(self) -> list[tuple[Ticket, Step | None]]:
-        """One step for every running request; returns the (ticket, step) pairs it decided, and
-        (ticket, None) for each request that ended (finished, failed or cancelled)."""
-        emitted: list[tuple[Ticket, Step | None]] = []
+    def step(self) -> list[Event]:
+        """One step for every running request; returns the (job, step) pairs it decided, and
+        (job, None) for each request that ended (finished, failed or cancelled)."""
+        emitted: list[Event] = []
         with self._stepping:
             self._retire_cancelled()
-            self._admit(emitted)
-            running = [t for t in self.running if t.need is not None]
-            feeds = [(t, f) for t in running for f in (t.need if isinstance(t.need, list) else [t.need])]
+            for job in self.scheduler.admit(self.steps):
+                self._start(job, emitted)
+            running = [job for job in self.scheduler.running if job.need is not None]
+            feeds = [(job, f) for job in running for f in (job.need if isinstance(job.need, list) else [job.need])]
             logits: dict[int, object] = {}
-            for group in plan_forwards([len(f.tokens) for _, f in feeds], [f.slot for _, f in feeds], self.rows * 5):
+            groups = plan_forwards([len(f.tokens) for _, f in feeds], [f.slot for _, f in feeds],
+                                   self.rows * FEEDS_PER_REQUEST)
+            for group in groups:
                 owners = [feeds[i][0] for i in group]
                 started = time.perf_counter()
                 try:
-                    out = forward(self.lm.model, self.pool, [feeds[i][1] for i in group])
+                    out = self.runner.forward([feeds[i][1] for i in group])
                 except Exception as exc:  # the requests in this forward fail; the others go on
-                    for ticket in set(owners):
-                        self._fail(ticket, exc)
+                    for job in set(owners):
+                        self._fail(job, exc)
                     continue
                 share = (time.perf_counter() - started) / len(group)  # every row of a forward is as wide
                 self.forwards += 1
-                for ticket in set(owners):
-                    ticket.task.recorder.forward_passes += 1
-                for ticket in owners:
-                    ticket.task.recorder.compute_seconds += share
+                for job in set(owners):
+                    job.forward_passes += 1
+                for job in owners:
+                    job.compute_seconds += share
                 for i, value in zip(group, out):
                     logits[id(feeds[i][1])] = value
-            for ticket in running:
-                if ticket.done:
-                    continue
-                need = ticket.need
-                value = ([logits[id(f)] for f in need] if isinstance(need, list) else logits[id(need)])
-                self._advance(ticket, value, emitted)
-            with self._lock:
-                ended, self._ended = self._ended, []
+            for job in running:
+                if not job.done:
+                    need = job.need
+                    self._advance(job, [logits[id(f)] for f in need] if isinstance(need, list) else logits[id(need)],
+                                  emitted)
+            ended = self.scheduler.take_ended()
             self.steps += 1
-        return emitted + [(ticket, None) for ticket in ended]
+        return emitted + [(job, None) for job in ended]
 
-    def stream(self) -> Iterator[tuple[Ticket, Step | None]]:
+    def stream(self) -> Iterator[Event]:
         """Step until nothing is waiting or running, yielding what `step` returns, pair by pair."""
         while self.busy:
             yield from self.step()
@@ -230,22 +147,16 @@ class Engine:
 
     def start(self) -> "Engine":
         """Step in the engine's own thread whenever there is work, until `close()`."""
-        with self._lock:
+        with self.scheduler.lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="pjudge-engine", daemon=True)
                 self._thread.start()
         return self
 
     def close(self) -> None:
-        """Cancel everything and stop the engine's thread (if any); the engine takes no more tasks."""
-        with self._work:
-            self._closing = True
-            for ticket in list(self.waiting):
-                self._ended.append(ticket)
-                ticket._end("cancelled")
-            self.waiting.clear()
-            self._cancelled.update(self.running)
-            self._work.notify_all()
+        """Cancel everything and stop the engine's thread (if any); the engine takes no more jobs."""
+        for job in self.scheduler.close():
+            job.end("cancelled")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         with self._stepping:
@@ -253,94 +164,60 @@ class Engine:
 
     # ------------------------------------------------------------------ internals (under _stepping)
     def _serve(self) -> None:
+        scheduler = self.scheduler
         while True:
-            with self._work:
-                self._work.wait_for(lambda: self._closing or self.waiting or self.running or self._cancelled)
-                if self._closing:
+            with scheduler.changed:
+                scheduler.changed.wait_for(scheduler.has_work)
+                if scheduler.closing:
                     return
             self.step()
 
-    def _admit(self, emitted: list) -> None:
-        while True:
-            with self._lock:
-                if not self.waiting or len(self.running) >= self.rows or not self._in_phase(self.waiting[0].task):
-                    return
-                ticket = self.waiting.popleft()
-                self.running.append(ticket)
-            ticket.state, ticket.joined = "running", self.steps
-            ticket.rows = [Row(self.pool, self.pool.allocate(), prompt) for prompt in ticket.task.prompts]
-            ticket.task.recorder.start()
-            try:
-                ticket.decoder = ticket.task.decoder(ticket.rows)
-            except Exception as exc:
-                self._fail(ticket, exc)
-                continue
-            self._advance(ticket, None, emitted)  # run it to its first feed
-
-    def _in_phase(self, task: Task) -> bool:
-        """Whether a block-wise task may join now: when no running request has its period, or when
-        most of those that do start a block at this step. Why: rows out of phase judge in different
-        steps, so nearly every step needs a narrow forward and a judging forward; in phase, four
-        visitors' default runs decode 1.24x faster and eight 1.4x (`scripts/bench_phases.py`). The wait is at most
-        `period - 1` steps, and a request's tokens do not depend on when it joins."""
-        if not task.period:
-            return True
-        phases = Counter((self.steps - t.joined) % task.period for t in self.running if t.task.period == task.period)
-        return not phases or phases[0] == max(phases.values())
-
-    def _advance(self, ticket: Ticket, value, emitted: list) -> None:
-        """Send the logits to the decoder and run it to its next feed, collecting the steps it decides."""
-        started = time.perf_counter()
+    def _start(self, job: Job, emitted: list) -> None:
+        """An admitted job: its rows, its decoder, run to its first feed."""
         try:
-            item = ticket.decoder.send(value)
-            while isinstance(item, Step):
-                ticket._emit(item)
-                emitted.append((ticket, item))
-                item = ticket.decoder.send(None)
-            ticket.need = item
-            ticket.task.recorder.compute_seconds += time.perf_counter() - started
-        except StopIteration as stop:
-            ticket.task.recorder.compute_seconds += time.perf_counter() - started
-            stop.value.stats["compute_seconds"] = ticket.task.recorder.compute_seconds  # its last sampling too
-            self._leave(ticket)
-            ticket._end("finished", result=stop.value)
+            job.admit([Row(self.pool, self.pool.allocate(), prompt) for prompt in job.prompts])
         except Exception as exc:
-            self._fail(ticket, exc)
+            self._fail(job, exc)
+            return
+        self._advance(job, None, emitted)
 
-    def _fail(self, ticket: Ticket, exc: BaseException) -> None:
-        if ticket.decoder is not None:
-            ticket.decoder.close()
-        self._leave(ticket)
-        ticket._end("failed", error=exc)
+    def _advance(self, job: Job, logits, emitted: list) -> None:
+        """Send the logits to the decoder and run it to its next feed, collecting the steps it decides."""
+        try:
+            steps, returned = job.advance(logits)
+        except Exception as exc:
+            self._fail(job, exc)
+            return
+        emitted += [(job, step) for step in steps]
+        if returned:
+            self._leave(job)
+            job.end("finished", result=job.outcome())
 
-    def _leave(self, ticket: Ticket) -> None:
-        ticket.need = None
-        for row in ticket.rows:
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        job.stop()
+        self._leave(job)
+        job.end("failed", error=exc)
+
+    def _leave(self, job: Job) -> None:
+        for row in job.rows:
             self.pool.release(row.slot)
-        ticket.rows = []
-        with self._lock:
-            if ticket in self.running:
-                self.running.remove(ticket)
-            self._cancelled.discard(ticket)
-            self._ended.append(ticket)
+        job.rows = []
+        self.scheduler.leave(job)
 
     def _retire_cancelled(self) -> None:
-        with self._lock:
-            cancelled, self._cancelled = self._cancelled, set()
-        for ticket in cancelled:
-            if ticket.done:
+        for job in self.scheduler.take_cancelled():
+            if job.done:
                 continue
-            if ticket.decoder is not None:
-                ticket.decoder.close()
-            self._leave(ticket)
-            ticket._end("cancelled")
+            job.stop()
+            self._leave(job)
+            job.end("cancelled")
 
 
 def follow(engine: Engine, listener: queue.Queue, done: Callable[[], bool],
-           heartbeat: float = 0.5) -> Iterator[list[tuple[Ticket, Step | None]]]:
+           heartbeat: float = 0.5) -> Iterator[list[Event]]:
     """What `listener` receives from `engine`, until `done()`, a list at a time: everything that
-    arrived together ((ticket, step), and (ticket, None) when a ticket ends, as `Engine.step`
-    returns them), usually one step's worth. A private engine (not `start`ed) is stepped here, by
+    arrived together ((job, step), and (job, None) when a job ends, as `Engine.step` returns
+    them), usually one step's worth. A private engine (not `start`ed) is stepped here, by
     whoever iterates; with a started one this waits for its thread and yields an empty list about
     every `heartbeat` seconds while nothing arrives (a caller can then report a wait, or stop)."""
     while not done():

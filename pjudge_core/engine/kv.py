@@ -1,15 +1,15 @@
-"""The KV cache of every sequence the engine decodes, as the rows of one pool, and the forward over them.
+"""The KV cache of every sequence the engine decodes, as the rows of one pool.
 
 A *row* is one prompt and the tokens after it (a persona's prompt in Persona-judge, the prompt of
 direct prompting, one prompt of fusion). Its keys and values live in a slot of `KVPool`: per layer
 one key and one value buffer shaped (slots, kv_heads, capacity, head_dim), and one length per slot.
 
-`forward(model, pool, feeds)` runs one forward over any set of rows. Each row feeds the tokens it
-has not cached yet (a prompt, a drafted block, one token) and asks for the logits of its last
-`keep` positions. Feeds are aligned on the right and padded on the left; a row's real tokens are
-stored at that row's own length and get that row's own positions, so nothing in a row ever sees
-another row, a padding token or a hole (padding columns are stored nowhere and seen by no real
-token). Rolling a row back after a rejection is lowering its length
+A forward over any set of rows (`runner.ModelRunner`) has each row feed the tokens it has not
+cached yet (a prompt, a drafted block, one token) and ask for the logits of its last `keep`
+positions (a `Feed`). Feeds are aligned on the right and padded on the left; a row's real tokens
+are stored at that row's own length and get that row's own positions, so nothing in a row ever
+sees another row, a padding token or a hole (padding columns are stored nowhere and seen by no
+real token). Rolling a row back after a rejection is lowering its length
 (vLLM's pointer move): the rejected keys stay in the buffer until they are overwritten. So a row
 decoded among others sees exactly what it sees alone; only float rounding depends on the batch.
 
@@ -17,9 +17,6 @@ Why one pool and not a `DynamicCache` per row: a batched forward needs the rows'
 side. When the rows of a forward occupy consecutive slots, attention reads a view of the buffers;
 otherwise their slots are gathered (a copy of the keys those rows attend over, cheap next to the
 forward). Buffers grow by doubling, in slots and in length.
-
-The model's attention must accept a 4-D mask (transformers' "sdpa" and "eager" do); the mask is
-boolean for sdpa and additive for eager.
 """
 
 from __future__ import annotations
@@ -30,44 +27,14 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import Cache
 
-from ..errors import InputError
-from .attention import NAME as GROUPED
 from .attention import use_grouped_attention
-
-# Architectures whose causal-LM head is exactly `lm_head(hidden)`: no soft-capping, no logit scale.
-PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
-MASKED_ATTENTION = ("sdpa", "eager", GROUPED)  # implementations that take a prepared 4-D mask
-
-
-def uses_split_projection(model) -> bool:
-    """Project to logits ourselves, on CPU float32, for plain-head architectures.
-
-    Why: a forward needs the logits of a few positions per row (the last one, or a judge's λ + 1),
-    but the model's head with `logits_to_keep` projects the same number for every row, padding
-    included; here only the positions some row needs reach the (vocab x hidden) head. (An earlier
-    trick, ``W @ hidden.T`` with two columns, was faster with an older PyTorch; with torch 2.13 it
-    is 3x slower than `linear`: 9.1 vs 3.1 ms per row for SmolLM2's head.) GPUs and other
-    architectures use the model's own forward.
-    """
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return (
-        model.device.type == "cpu"
-        and getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS
-        and isinstance(head, torch.nn.Linear) and head.bias is None
-        and head.weight.dtype == torch.float32
-    )
-
-
-def project_to_vocabulary(model, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits (positions, vocab) of the hidden states (positions, hidden) through the model's head."""
-    return model.get_output_embeddings()(hidden)
 
 
 class KVPool(Cache):
     """Keys and values of every row, one slot per row (see the module docstring).
 
-    A transformers `Cache`: the model calls `update` once per layer during a forward that
-    `forward` has prepared with `_plan`. Slots are handed out by `allocate` and given back by
+    A transformers `Cache`: the model calls `update` once per layer during a forward that the
+    runner has prepared with `_plan`. Slots are handed out by `allocate` and given back by
     `release`; `lengths[slot]` is how many tokens of that row are cached.
     """
 
@@ -83,7 +50,6 @@ class KVPool(Cache):
         self.free = list(range(slots))
         self._plan = None  # (slot index tensor, [(slot, pad, start, end)] per row, attended length, first slot or None)
         self._rows_index = None  # (source, target) flat indices of the forward being run, made at its first layer
-        self.split_projection = uses_split_projection(model)
 
     # ------------------------------------------------------------------ slots
     def allocate(self) -> int:
@@ -188,64 +154,3 @@ class Feed:
     slot: int
     tokens: Sequence[int]
     keep: int = 1
-
-
-def forward(model, pool: KVPool, feeds: Sequence[Feed]) -> list[torch.Tensor]:
-    """One forward over the rows of `feeds`; returns each row's logits (keep, vocab) and advances
-    the rows' cached lengths by what they fed."""
-    device = model.device
-    width = max(len(f.tokens) for f in feeds)
-    starts = [pool.lengths[f.slot] for f in feeds]
-    ends = [s + len(f.tokens) for s, f in zip(starts, feeds)]
-    if max(ends) > pool.capacity:
-        pool._grow(capacity=max(2 * pool.capacity, max(ends)))
-    for f in feeds:
-        if not 1 <= f.keep <= len(f.tokens):
-            raise ValueError("asked for logits of positions that are already cached")
-    pads = [width - len(f.tokens) for f in feeds]
-    ids = [[0] * pad + list(f.tokens) for pad, f in zip(pads, feeds)]
-    positions = [[0] * pad + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
-    ids_t = torch.tensor(ids, dtype=torch.long, device=device)
-    positions_t = torch.tensor(positions, dtype=torch.long, device=device)
-    real = torch.arange(width, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
-    slots = [f.slot for f in feeds]
-    first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
-    length = max(ends)
-    writes = [(f.slot, pad, start, end) for f, pad, start, end in zip(feeds, pads, starts, ends)]
-    pool._plan = (torch.tensor(slots, dtype=torch.long, device=device), writes, length, first)
-    mask = attention_mask(positions_t, real, length, model)
-    keep = max(f.keep for f in feeds)
-    kwargs = dict(input_ids=ids_t, attention_mask=mask, position_ids=positions_t, past_key_values=pool,
-                  use_cache=True)
-    try:
-        with torch.inference_mode():  # cheaper than no_grad (no version counters): measured 3% per token alone
-            if pool.split_projection:
-                hidden = model.get_decoder()(**kwargs).last_hidden_state
-                wanted = torch.cat([hidden[i, width - f.keep:] for i, f in enumerate(feeds)])
-                flat = project_to_vocabulary(model, wanted)
-            else:
-                logits = model(**kwargs, logits_to_keep=keep).logits
-                flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)])
-    finally:
-        pool._plan = pool._rows_index = None
-    for f, end in zip(feeds, ends):
-        pool.lengths[f.slot] = end
-    return list(torch.split(flat, [f.keep for f in feeds]))
-
-
-def attention_mask(positions: torch.Tensor, real: torch.Tensor, length: int, model) -> torch.Tensor:
-    """(rows, 1, width, length): a real token at position t sees its row's keys 0..t; a padding
-    column sees key 0 only (its output is never read, but a row of -inf would give NaN)."""
-    keys = torch.arange(length, device=positions.device)
-    visible = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
-    visible[:, :, 0] |= ~real
-    implementation = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
-    if implementation not in MASKED_ATTENTION:
-        raise InputError(f"This model uses {implementation} attention; the engine needs sdpa or eager attention "
-                         "(load it with attn_implementation='sdpa').")
-    visible = visible[:, None]
-    if implementation == "eager":
-        dtype = model.dtype if model.dtype.is_floating_point else torch.float32
-        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
-            ~visible, torch.finfo(dtype).min)
-    return visible

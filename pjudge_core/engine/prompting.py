@@ -16,7 +16,7 @@ paper's "direct prompting" baseline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import InputError
 
@@ -72,3 +72,10 @@ def prompt_ids(tokenizer, query: str, preferences: Sequence[str] = ()) -> list[i
     has_template = bool(getattr(tokenizer, "chat_template", None))
     ids = tokenizer(text, add_special_tokens=not has_template)["input_ids"]
     return list(ids)
+
+
+def persona_prompts(tokenizer, query: str, preferences: Mapping[str, str]) -> tuple[dict[str, list[int]],
+                                                                                   dict[str, str]]:
+    """Each persona's own prompt, as token ids and as text: ({label: ids}, {label: prompt text})."""
+    return ({label: prompt_ids(tokenizer, query, [text]) for label, text in preferences.items()},
+            {label: prompt_text(tokenizer, query, [text]) for label, text in preferences.items()})

@@ -21,7 +21,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from .engine import DEFAULT_ROWS, MAX_ROWS, Engine, Task, Ticket
+from .engine import DEFAULT_ROWS, MAX_ROWS, Engine
+from .job import Job
 from .settings import DecodeSettings
 from .specs import RunSpec
 from .trace import Result, Step
@@ -36,9 +37,9 @@ class Request:
     options: Mapping = field(default_factory=dict)  # method options (fusion: weights, alpha) over the spec's
     ignore_eos: bool = False
 
-    def task(self, lm) -> Task:
-        return RunSpec.parse(self.spec).task(lm, self.query, self.preferences, self.settings,
-                                             ignore_eos=self.ignore_eos, options=self.options)
+    def job(self, lm) -> Job:
+        return RunSpec.parse(self.spec).job(lm, self.query, self.preferences, self.settings,
+                                            ignore_eos=self.ignore_eos, options=self.options)
 
 
 def check_rows(rows) -> int:
@@ -55,27 +56,27 @@ class Batch:
 
     def __init__(self, lm, requests: Sequence[Request], rows: int = DEFAULT_ROWS):
         self.requests = list(requests)
-        tasks = []
+        jobs = []
         for i, request in enumerate(self.requests):  # every request checked before any forward
             try:
-                tasks.append(request.task(lm))
+                jobs.append(request.job(lm))
             except InputError as exc:
                 raise InputError(f"Request {i + 1} ({RunSpec.parse(request.spec).key}): {exc}") from None
         self.engine = Engine(lm, check_rows(rows))
-        self.tickets: list[Ticket] = [self.engine.submit(task) for task in tasks]
-        self._owner = {id(t): r for t, r in zip(self.tickets, self.requests)}
+        self.jobs: list[Job] = [self.engine.submit(job) for job in jobs]
+        self._owner = {id(j): r for j, r in zip(self.jobs, self.requests)}
         self.results: list[Result | None] | None = None
 
     def __iter__(self) -> Iterator[tuple[Request, Step]]:
         try:
-            for ticket, step in self.engine.stream():
+            for job, step in self.engine.stream():
                 if step is not None:
-                    yield self._owner[id(ticket)], step
-                elif ticket.error is not None:
-                    raise ticket.error
+                    yield self._owner[id(job)], step
+                elif job.error is not None:
+                    raise job.error
         finally:
             self.engine.close()
-        self.results = [t.result for t in self.tickets]
+        self.results = [j.result for j in self.jobs]
 
     def close(self) -> None:
         self.engine.close()

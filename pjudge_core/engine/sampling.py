@@ -16,7 +16,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -31,7 +30,10 @@ from transformers import (
 
 from .settings import DecodeSettings
 
-Decision = Literal["accepted", "resampled", "bonus", "sampled", "fused"]
+# What happened to an emitted token: a draft the judge accepted, a token resampled after a rejection, a
+# bonus token after λ accepts (Persona-judge), plainly sampled (direct prompting), fused (fusion).
+DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
+Decision = str  # one of DECISIONS
 Residual = Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor]  # (p, q, coin) -> distribution
 # Below this mass the residual max(0, p - q) is rounding noise: sample from p instead.
 RESIDUAL_EPS = 1e-6

@@ -1,21 +1,30 @@
-"""Which rows share a forward: feeds of similar width together, cut where padding costs more than a forward.
+"""Who runs, and which rows share a forward.
 
-A forward's cost on this project's CPU is roughly a fixed part (every weight streamed from memory)
-plus a part per position fed, padding included. Rows that feed one token (drafting, direct
-prompting, fusion) and rows that judge a block of λ drafts, or feed a whole prompt, would pad each
-other; `cut_batches` sorts the widths and cuts them into consecutive groups that minimise
-Σ (rows × widest + `FORWARD_OVERHEAD`), which in practice is one forward per kind of work:
-every one-token row together, every judging row together, prompts apart.
+`Scheduler` holds the requests (`job.Job`) that wait and those that run, from any thread (a lock):
+requests are admitted in arrival order while fewer than `rows` run (waves); a block-wise request (a
+job with a `period`: Persona-judge's λ drafting steps and one judging step) joins at the step where
+most running requests of its period start a block, at most `period - 1` steps late, so that their
+judges keep sharing one forward (`in_phase`). A cancelled request leaves at the next step.
+
+`plan_forwards` groups one step's feeds into forwards: feeds of similar width together, cut where
+padding costs more than a forward. A forward's cost on this project's CPU is roughly a fixed part
+(every weight streamed from memory) plus a part per position fed, padding included. Rows that feed
+one token (drafting, direct prompting, fusion) and rows that judge a block of λ drafts, or feed a
+whole prompt, would pad each other; `cut_batches` sorts the widths and cuts them into consecutive
+groups that minimise Σ (rows × widest + `FORWARD_OVERHEAD`), which in practice is one forward per
+kind of work: every one-token row together, every judging row together, prompts apart.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter, deque
 from collections.abc import Sequence
 
-# What one more forward costs, in padded positions. Measured with SmolLM2-135M in float32 on this
-# project's 2-core CPU (engine forwards over 200 cached tokens): a forward costs about
-# 50 ms + 2 ms per row + 1 ms per padded position (1 row x 1 token 53 ms, 16 x 1 104 ms,
-# 16 x 6 178 ms, 32 x 6 322 ms): a forward's fixed cost is worth ~48 positions.
+from .job import Job
+
+# What one more forward costs, in padded positions: measured with SmolLM2-135M in float32 on this
+# project's 2-core CPU, a forward's fixed cost is worth ~48 positions (docs/benchmarks.md).
 FORWARD_OVERHEAD = 48
 MAX_POSITIONS = 8192  # positions in one forward: bounds the activations of batched prompts
 
@@ -48,3 +57,108 @@ def plan_forwards(widths: Sequence[int], slots: Sequence[int], max_rows: int | N
     order = sorted(range(len(widths)), key=lambda i: (widths[i], slots[i]))
     batches = cut_batches([widths[i] for i in order], max_rows=max_rows, max_positions=MAX_POSITIONS)
     return [sorted(order[a:b], key=lambda i: slots[i]) for a, b in batches]
+
+
+class Scheduler:
+    """The waiting and running requests of one engine (see the module docstring)."""
+
+    def __init__(self, rows: int):
+        self.rows = rows  # requests decoding at once
+        self.waiting: deque[Job] = deque()
+        self.running: list[Job] = []
+        self.cancelled: set[Job] = set()  # running requests to stop at the next step
+        self.ended: list[Job] = []  # requests that ended since the last step reported them
+        self.closing = False
+        self.lock = threading.Lock()  # guards every list above
+        self.changed = threading.Condition(self.lock)  # wakes an engine's own thread when work arrives
+
+    def submit(self, job: Job) -> None:
+        with self.changed:
+            if self.closing:
+                raise RuntimeError("this engine is closed")
+            self.waiting.append(job)
+            self.changed.notify_all()
+
+    def cancel(self, job: Job) -> bool:
+        """Stop `job`: True when it was still waiting (it is out now, and has not run); a running one
+        is stopped at the next step (`take_cancelled`)."""
+        with self.changed:
+            self.changed.notify_all()
+            if job in self.waiting:
+                self.waiting.remove(job)
+                self.ended.append(job)
+                return True
+            if not job.done:
+                self.cancelled.add(job)
+            return False
+
+    def close(self) -> list[Job]:
+        """Take no more requests; every waiting one is out (returned) and every running one cancelled."""
+        with self.changed:
+            self.closing = True
+            waiting = list(self.waiting)
+            self.waiting.clear()
+            self.ended += waiting
+            self.cancelled.update(self.running)
+            self.changed.notify_all()
+        return waiting
+
+    def admit(self, step: int) -> list[Job]:
+        """The waiting requests that join at engine step `step` (now counted as running)."""
+        admitted = []
+        with self.lock:
+            while self.waiting and len(self.running) < self.rows and self.in_phase(self.waiting[0], step):
+                job = self.waiting.popleft()
+                job.state, job.joined = "running", step
+                self.running.append(job)
+                admitted.append(job)
+        return admitted
+
+    def in_phase(self, job: Job, step: int) -> bool:
+        """Whether a block-wise request may join at `step`: when no running request has its period, or
+        when most of those that do start a block there. Why: rows out of phase judge in different
+        steps, so nearly every step needs a narrow forward and a judging forward; in phase, visitors'
+        default runs decode faster (`scripts/bench_phases.py`, docs/benchmarks.md). The wait is at
+        most `period - 1` steps, and a request's tokens do not depend on when it joins."""
+        if not job.period:
+            return True
+        phases = Counter((step - j.joined) % job.period for j in self.running if j.period == job.period)
+        return not phases or phases[0] == max(phases.values())
+
+    def leave(self, job: Job) -> None:
+        """A running request is over (finished, failed or cancelled)."""
+        with self.lock:
+            if job in self.running:
+                self.running.remove(job)
+            self.cancelled.discard(job)
+            self.ended.append(job)
+
+    def take_cancelled(self) -> set[Job]:
+        with self.lock:
+            cancelled, self.cancelled = self.cancelled, set()
+        return cancelled
+
+    def take_ended(self) -> list[Job]:
+        with self.lock:
+            ended, self.ended = self.ended, []
+        return ended
+
+    @property
+    def busy(self) -> bool:
+        with self.lock:
+            return bool(self.waiting or self.running)
+
+    @property
+    def full(self) -> bool:
+        """True while every row is taken (a waiting request then waits for a row, not for its phase)."""
+        with self.lock:
+            return len(self.running) >= self.rows
+
+    def ahead_of(self, job: Job) -> int:
+        """How many requests wait before `job` (0 once it runs)."""
+        with self.lock:
+            return self.waiting.index(job) if job in self.waiting else 0
+
+    def has_work(self) -> bool:
+        """For an engine's own thread: something to do (or it should stop). Under `changed`."""
+        return bool(self.closing or self.waiting or self.running or self.cancelled)

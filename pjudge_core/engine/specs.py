@@ -28,18 +28,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
-from .engine import Task
-from .methods import LABELS, METHODS, OPTIONS, check_request, labelled, prepare, stream_task
+from .api import prepare, stream_job
+from .job import Job
+from .methods import METHODS, check_request, method_named, variant
+from .personas import LABELS, labelled
 from .settings import DecodeSettings
 from .trace import Result, Stream
 
-ALIASES = {"persona-judge-base": ("persona-judge", {"alternate": False}),
-           "official-base": ("official", {"alternate": False})}
 SETTING_KEYS = tuple(f for f in DecodeSettings.__dataclass_fields__ if f not in ("seed", "max_new_tokens"))
 _SPEC = re.compile(r"^\s*([a-z][a-z-]*)\s*(?:\[([^\]]*)\])?\s*(?:\(([^)]*)\))?\s*$")
-_GREEK = {"alpha": "α", "lam": "λ", "weights": "w", "temperature": "T", "top_k": "top-k", "top_p": "top-p",
-          "repetition_penalty": "rep", "no_repeat_ngram_size": "no-repeat", "greedy": "greedy",
-          "alternate": "alternate"}
+# Short names of the settings in a spec's label; a method names its own options (`Method.option_labels`).
+SETTING_LABELS = {"lam": "λ", "temperature": "T", "top_k": "top-k", "top_p": "top-p", "repetition_penalty": "rep",
+                  "no_repeat_ngram_size": "no-repeat", "greedy": "greedy", "alternate": "alternate"}
 
 
 @dataclass(frozen=True)
@@ -58,27 +58,24 @@ class RunSpec:
             raise InputError(f"Cannot read the run spec {text!r}; write e.g. persona-judge, direct[A] or "
                              "fusion(alpha=0.5,weights=2:1).")
         name, labels, options = match.groups()
-        method, implied = ALIASES.get(name, (name, {}))
-        if method not in METHODS:
-            known = ", ".join(list(METHODS) + list(ALIASES))
+        found = variant(name)
+        if found is None:
+            known = ", ".join(list(METHODS) + [v for m in METHODS.values() for v in m.variants])
             raise InputError(f"Unknown method {name!r} in run spec {text!r}; known: {known}.")
+        method, values = found
         personas = None if labels is None else _labels(labels, text)
-        values = dict(implied)
         for item in filter(None, (part.strip() for part in (options or "").split(","))):
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or not raw.strip():
                 raise InputError(f"Run spec {text!r}: write options as key=value, got {item!r}.")
-            if key not in OPTIONS[method] and key not in SETTING_KEYS:
-                allowed = ", ".join(OPTIONS[method] + SETTING_KEYS)
-                raise InputError(f"Run spec {text!r}: {method} has no option {key!r}; allowed: {allowed}.")
-            values[key] = _value(key, raw.strip(), text)
+            if key not in method.options and key not in SETTING_KEYS:
+                allowed = ", ".join(method.options + SETTING_KEYS)
+                raise InputError(f"Run spec {text!r}: {method.name} has no option {key!r}; allowed: {allowed}.")
+            values[key] = _value(method, key, raw.strip(), text)
         # Defaults are not part of the name: fusion(alpha=0,weights=1:1) is plain fusion.
-        if values.get("alpha") == 0:
-            del values["alpha"]
-        if "weights" in values and len(set(values["weights"])) == 1:
-            del values["weights"]
-        spec = cls(method, personas, tuple(sorted(values.items())))
+        values = method.drop_defaults(values)
+        spec = cls(method.name, personas, tuple(sorted(values.items())))
         spec.settings(DecodeSettings())  # a bad setting value fails here, with the field's message
         return spec
 
@@ -91,8 +88,8 @@ class RunSpec:
     def key(self) -> str:
         options = self.option_dict
         name = self.method
-        for alias, (method, implied) in ALIASES.items():
-            if method == self.method and all(options.get(k) == v for k, v in implied.items()):
+        for alias, implied in method_named(self.method).variants.items():
+            if all(options.get(k) == v for k, v in implied.items()):
                 name = alias
                 for k in implied:
                     options.pop(k)
@@ -105,26 +102,11 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        options = self.option_dict
-        personas = self.personas
-        if self.method == "direct":
-            if personas is not None and len(personas) == 0:
-                name = "No preference"
-            elif personas is not None and len(personas) == 1:
-                name = f"{personas[0]} alone"
-            else:
-                name = "Direct prompting"
-        elif self.method == "persona-judge":
-            name = "Persona-judge-Base" if options.pop("alternate", True) is False else "Persona-judge"
-        elif self.method == "official":
-            name = "Official code (fixed roles)" if options.pop("alternate", True) is False else "Official code"
-        else:
-            name = "Fusion"
-            options.setdefault("alpha", 0.0)
-        details = []
-        if personas is not None and not (self.method == "direct" and len(personas) <= 1):
-            details.append(",".join(personas))
-        details += [f"{_GREEK.get(k, k)}={_format(v)}" for k, v in sorted(options.items())]
+        method = method_named(self.method)
+        name, options, show_personas = method.spec_title(self.personas, self.option_dict)
+        short = {**SETTING_LABELS, **method.option_labels}
+        details = [",".join(self.personas)] if show_personas else []
+        details += [f"{short.get(k, k)}={_format(v)}" for k, v in sorted(options.items())]
         return f"{name} ({'; '.join(details)})" if details else name
 
     @property
@@ -142,7 +124,7 @@ class RunSpec:
         return base.replace(**changes) if changes else base
 
     def method_options(self) -> dict:
-        return {k: v for k, v in self.options if k in OPTIONS[self.method]}
+        return {k: v for k, v in self.options if k in method_named(self.method).options}
 
     def preferences(self, preferences: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
         """The run's {label: text} narrowed to this spec's personas."""
@@ -159,8 +141,8 @@ class RunSpec:
         """Everything `stream` would refuse, refused now, without a model."""
         check_request(self.method, self.preferences(preferences), self.settings(base), self.method_options())
 
-    def task(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
-             ignore_eos: bool = False, options: Mapping | None = None) -> Task:
+    def job(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
+            ignore_eos: bool = False, options: Mapping | None = None) -> Job:
         """This spec's run made ready for an `Engine` (validated; no forward yet); `options` are
         method options over the spec's own (fusion: weights, alpha)."""
         base = base or DecodeSettings()
@@ -169,7 +151,7 @@ class RunSpec:
 
     def stream(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
                ignore_eos: bool = False) -> Stream:
-        return stream_task(lm, self.task(lm, query, preferences, base, ignore_eos=ignore_eos))
+        return stream_job(lm, self.job(lm, query, preferences, base, ignore_eos=ignore_eos))
 
     def run(self, lm, query: str, preferences, base: DecodeSettings | None = None) -> Result:
         return self.stream(lm, query, preferences, base).run()
@@ -218,12 +200,12 @@ def _labels(text: str, spec: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _value(key: str, raw: str, spec: str):
-    if key == "weights":
+def _value(method, key: str, raw: str, spec: str):
+    if key in method.options and method.parse_option is not None:
         try:
-            return tuple(float(w) for w in raw.split(":"))
-        except ValueError:
-            raise InputError(f"Run spec {spec!r}: weights are numbers separated by ':', e.g. weights=2:1.") from None
+            return method.parse_option(key, raw)
+        except InputError as exc:
+            raise InputError(f"Run spec {spec!r}: {exc}") from None
     if raw in ("true", "false"):
         return raw == "true"
     try:

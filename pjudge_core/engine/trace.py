@@ -11,21 +11,21 @@ A `Step` is one emitted token. Personas are labelled "A", "B", "C", "D" in the o
     own probability of it under the same processing, decision "fused".
 Everything is plain data: `Result.to_dict()` is JSON.
 
-`Recorder` turns decisions into Steps (incremental detokenisation, timing, stop reason) and builds
-the `Result`; `Stream` is what every `stream_*` function returns.
+`Trace` turns a run's decisions into Steps (incremental detokenisation, the stop rule) and keeps
+them, the only copy, until it builds the `Result`; `Stream` is what every `stream_*` function
+returns.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .sampling import JudgedToken
+from .sampling import DECISIONS, JudgedToken
 
-DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
+__all__ = ["DECISIONS", "Result", "Step", "Stream", "Trace"]
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Step:
 
 @dataclass
 class Result:
-    method: str  # "persona-judge" | "direct" | "fusion" | "official"
+    method: str  # the name of a registered method (`methods.METHODS`)
     text: str
     token_ids: list[int]
     steps: list[Step]
@@ -83,7 +83,7 @@ def run_stats(steps: list[Step], *, seconds: float, forward_passes: int, prompt_
     stats = {
         "new_tokens": len(steps),
         "seconds": seconds,  # from admission to the last token: what the user waited
-        "compute_seconds": compute_seconds,  # this run's share of the machine (see engine.Engine)
+        "compute_seconds": compute_seconds,  # this run's share of the machine (see engine.Job)
         "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
         "forward_passes": forward_passes,
         "prompt_tokens": prompt_tokens,
@@ -159,24 +159,19 @@ class Stream:
         return self.result
 
 
-class Recorder:
-    """Bookkeeping shared by every method: steps, token text, timing, stop reason, the Result."""
+class Trace:
+    """What one run decided, shared by every method: its steps (token text, p, q, decision), the stop
+    rule, and the `Result` they make. `record` is the run's description (method, model, query,
+    preferences, settings, seed, prompts, method options) that the Result carries as its settings."""
 
-    def __init__(self, lm, method: str, settings: dict, labels: list[str], ignore_eos: bool = False):
+    def __init__(self, lm, method: str, record: dict, labels: list[str], ignore_eos: bool = False):
         self.lm = lm
         self.method = method
-        self.settings = settings
+        self.record = record
         self.labels = labels
         self.ignore_eos = ignore_eos
         self.detok = IncrementalDetokenizer(lm.tokenizer)
         self.steps: list[Step] = []
-        self.forward_passes = 0  # counted by the engine: the forwards this run took part in
-        self.compute_seconds = 0.0  # the engine's time spent on this run (its share of shared forwards)
-        self.started = time.perf_counter()
-
-    def start(self) -> None:
-        """The run's clock starts when the engine admits it (not while it waits for a row)."""
-        self.started = time.perf_counter()
 
     def step(self, p: torch.Tensor, q: torch.Tensor | None, judged: JudgedToken, **fields) -> Step:
         token = judged.token_id
@@ -205,14 +200,16 @@ class Recorder:
     def finished(self, output: list[int], max_new_tokens: int) -> bool:
         return len(output) >= max_new_tokens or bool(output and self.is_eos(output[-1]))
 
-    def result(self, prompts: list[list[int]]) -> Result:
+    def result(self, prompts: list[list[int]], *, seconds: float, forward_passes: int,
+               compute_seconds: float) -> Result:
+        """The run's `Result`, with the engine's figures for it (see `engine.Job`)."""
         ids = [s.token_id for s in self.steps]
         last = ids[-1] if ids else None
         stats = run_stats(
             self.steps,
-            seconds=time.perf_counter() - self.started,
-            forward_passes=self.forward_passes,
-            compute_seconds=self.compute_seconds,
+            seconds=seconds,
+            forward_passes=forward_passes,
+            compute_seconds=compute_seconds,
             prompt_tokens=[len(p) for p in prompts],
             stopped_by="eos" if last is not None and self.is_eos(last) else "max_new_tokens",
             labels=self.labels,
@@ -220,4 +217,4 @@ class Recorder:
         if self.steps:
             self.steps[-1].text += self.detok.flush()
         text = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
-        return Result(self.method, text, ids, self.steps, stats, self.settings)
+        return Result(self.method, text, ids, self.steps, stats, self.record)

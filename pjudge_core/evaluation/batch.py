@@ -31,15 +31,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..engine.engine import DEFAULT_ROWS, Engine
-from ..engine.methods import labelled
+from ..engine.methods import DEFAULT_SPECS
+from ..engine.personas import labelled
 from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
 from ..errors import InputError
 from .records import read_records, spec_key
 from .sharding import Processes
-
-DEFAULT_SPECS = "persona-judge,direct"
 
 
 def record_seed(seed: int | None, index: int) -> int | None:
@@ -175,7 +174,7 @@ def decode_records(lm, todo: Sequence[tuple[int, dict, RunSpec]], prefs: dict, s
     """
     engine = Engine(lm, rows)
     queued = iter(todo)
-    owners: dict[int, tuple] = {}  # id(ticket) -> (index, item, spec)
+    owners: dict[int, tuple] = {}  # id(job) -> (index, item, spec)
 
     def top_up(out: list) -> None:
         """Keep one wave waiting behind the running rows."""
@@ -184,24 +183,24 @@ def decode_records(lm, todo: Sequence[tuple[int, dict, RunSpec]], prefs: dict, s
             if spec is None:
                 return
             try:
-                task = spec.task(lm, item["prompt"], prefs, settings.replace(seed=record_seed(settings.seed, index)))
+                job = spec.job(lm, item["prompt"], prefs, settings.replace(seed=record_seed(settings.seed, index)))
             except InputError as exc:
                 out.append({"id": item["id"], "spec": spec.key, "error": str(exc)})
                 continue
-            owners[id(engine.submit(task))] = (index, item, spec)
+            owners[id(engine.submit(job))] = (index, item, spec)
 
     try:
         out: list[dict] = []
         top_up(out)
         while engine.busy or out:
-            for ticket, step in engine.step() if engine.busy else []:
+            for job, step in engine.step() if engine.busy else []:
                 if step is not None:
                     continue
-                index, item, spec = owners.pop(id(ticket))
-                if ticket.error is not None:
-                    out.append({"id": item["id"], "spec": spec.key, "error": str(ticket.error)})
+                index, item, spec = owners.pop(id(job))
+                if job.error is not None:
+                    out.append({"id": item["id"], "spec": spec.key, "error": str(job.error)})
                 else:
-                    out.append(_record(index, item, spec, ticket.result, run, trace))
+                    out.append(_record(index, item, spec, job.result, run, trace))
             top_up(out)
             if out:
                 on_records(out)

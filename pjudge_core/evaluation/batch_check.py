@@ -1,8 +1,9 @@
 """Does a request decoded among others decode as it does alone? A check to run on any machine.
 
-`mixed_requests(n)` builds n requests of every method (Persona-judge with 2-4 personas, rotating or
-fixed, the official code's behaviour, direct prompting with all, one or no preference, fusion with
-weights and α), with different prompts, λ, budgets, seeds and repetition settings. `check_batched`
+`mixed_requests(n)` builds n requests of every registered method, cycling through the run specs
+each method names to exercise its variants (Persona-judge with 2-4 personas, rotating or fixed,
+the official code's behaviour, direct prompting with all, one or no preference, fusion with weights
+and α), with different prompts, λ, budgets, seeds and repetition settings. `check_batched`
 decodes them together (`rows` at a time) and each alone, and reports how many are identical token
 for token (ids, decisions, drafters, judges), the largest |Δp| and |Δq| over the identical ones,
 and for each that differs where it first differs and why: the uniform that decided the token lay
@@ -15,9 +16,12 @@ from __future__ import annotations
 import random
 import time
 
-from ..engine.methods import stream_task
+from ..engine.api import stream_job
+from ..engine.methods import METHODS, method_named
 from ..engine.requests import Request, generate_many
 from ..engine.settings import DecodeSettings
+from ..engine.specs import RunSpec
+from ..errors import InputError
 
 QUERIES = (
     "Describe a sunset over the sea.",
@@ -33,21 +37,38 @@ PREFERENCES = (
     "Generate a response that can be easily understood by an elementary school student.",
     "Your response should be vivid: richly descriptive, with sensory details and concrete images.",
 )
-SPECS = ("persona-judge", "persona-judge-base", "official", "official-base", "direct", "direct[A]", "direct[]",
-         "fusion", "fusion(alpha=0.5)", "persona-judge(lam=2)", "persona-judge(lam=6)", "persona-judge[A,C]")
-TWO_ONLY = ("persona-judge-base", "official", "official-base")
+
+
+def checked_specs() -> tuple[str, ...]:
+    """Every registered method's run specs that exercise its variants (`Method.examples`)."""
+    return tuple(spec for method in METHODS.values() for spec in method.examples)
+
+
+def persona_counts(spec: RunSpec) -> list[int]:
+    """How many of `PREFERENCES` (2-4) the spec can run with (its method's rules, its persona subset)."""
+    counts = []
+    for n in (2, 3, 4):
+        try:
+            spec.check(list(PREFERENCES[:n]), DecodeSettings())
+        except InputError:
+            continue
+        counts.append(n)
+    return counts
 
 
 def mixed_requests(count: int, *, seed: int = 0, max_new_tokens: int = 64,
                    queries=QUERIES, preferences=PREFERENCES, ignore_eos: bool = False) -> list[Request]:
-    """`count` requests cycling through every method, with randomly chosen personas (2-4), prompt,
-    seed, λ, greedy or not, repetition settings and fusion weights; budgets from 1 to `max_new_tokens`."""
+    """`count` requests cycling through every method's `checked_specs`, with randomly chosen personas
+    (2-4, as many as the spec takes), prompt, seed, λ, greedy or not, repetition settings and the
+    method's weights where it has them; budgets from 1 to `max_new_tokens`."""
     rnd = random.Random(seed)
+    specs = [RunSpec.parse(text) for text in checked_specs()]
     requests = []
     for i in range(count):
-        spec = SPECS[i % len(SPECS)]
-        n = 2 if spec in TWO_ONLY else rnd.choice([3, 4] if "[A,C]" in spec else [2, 3, 4])
-        options = {"weights": [rnd.choice([1, 2, 3]) for _ in range(n)]} if spec.startswith("fusion") else {}
+        spec = specs[i % len(specs)]
+        n = rnd.choice(persona_counts(spec))
+        takes_weights = "weights" in method_named(spec.method).options
+        options = {"weights": [rnd.choice([1, 2, 3]) for _ in range(n)]} if takes_weights else {}
         settings = DecodeSettings(seed=rnd.randrange(10**6), lam=rnd.choice([1, 3, 4, 4]),
                                   max_new_tokens=rnd.choice([1, max_new_tokens // 4, max_new_tokens // 2,
                                                              max_new_tokens, max_new_tokens]),
@@ -86,7 +107,7 @@ def check_batched(lm, requests: list[Request], rows: int, progress=lambda messag
     alone, started = [], time.perf_counter()
     for k, request in enumerate(requests):
         progress(f"alone {k + 1}/{len(requests)}")
-        alone.append(stream_task(lm, request.task(lm)).run())
+        alone.append(stream_job(lm, request.job(lm)).run())
     alone_s = time.perf_counter() - started
     identical, dp, dq, differing = 0, 0.0, 0.0, []
     for k, (request, x, y) in enumerate(zip(requests, batched, alone)):

@@ -33,7 +33,7 @@ import time
 import psutil
 import torch
 
-from ..engine.methods import generate, stream_task
+from ..engine.api import generate, stream_job
 from ..engine.prompting import prompt_ids
 from ..engine.requests import Request, generate_many
 from ..engine.settings import DecodeSettings
@@ -176,7 +176,7 @@ def _lab_requests(tokens: int, seed: int) -> list[Request]:
 def one_row_at_a_time(lm, requests: list[Request]) -> list:
     """Each request decoded alone (a batch of one), their steps interleaved: the panel with the
     fewest tokens goes next, as the lab did before the batched engine."""
-    streams = [stream_task(lm, request.task(lm)) for request in requests]
+    streams = [stream_job(lm, request.job(lm)) for request in requests]
     counts = [0] * len(streams)
     running = set(range(len(streams)))
     while running:

@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ..engine.engine import DEFAULT_ROWS, Engine, follow
-from ..engine.methods import labelled
+from ..engine.personas import labelled
 from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
@@ -76,32 +76,32 @@ def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str
     eos = lm.eos_token_ids
     head = {"query": query, "model": lm.name, "preferences": prefs, "specs": {s.key: s.label for s in specs},
             "samples": samples, "seed": base_seed, "settings": settings.to_dict(), "note": NOTE}
-    jobs = [(k, spec, settings.replace(seed=record_seed(base_seed, k))) for k in range(samples) for spec in specs]
-    tasks = [spec.task(lm, query, prefs, s) for _, spec, s in jobs]  # every answer validated before any forward
+    plans = [(k, spec, settings.replace(seed=record_seed(base_seed, k))) for k in range(samples) for spec in specs]
+    jobs = [spec.job(lm, query, prefs, s) for _, spec, s in plans]  # every answer validated before any forward
 
     order = {spec.key: i for i, spec in enumerate(specs)}
 
     def run() -> Iterator[dict]:
         answers: list[dict] = []
-        total = len(jobs)
+        total = len(plans)
         private = engine is None
         decoding = Engine(lm, rows) if private else engine
         events: queue.Queue = queue.Queue()
-        tickets = [decoding.submit(task, events) for task in tasks]
-        owners = {id(ticket): job for ticket, job in zip(tickets, jobs)}
-        in_flight: dict[int, int] = {}  # id(ticket) -> tokens decided so far
+        submitted = [decoding.submit(job, events) for job in jobs]
+        owners = {id(job): plan for job, plan in zip(submitted, plans)}
+        in_flight: dict[int, int] = {}  # id(job) -> tokens decided so far
         budget = settings.max_new_tokens
         try:
             for batch in follow(decoding, events, lambda: len(answers) == total):
-                for ticket, step in batch:
+                for job, step in batch:
                     if step is not None:
-                        in_flight[id(ticket)] = in_flight.get(id(ticket), 0) + 1
+                        in_flight[id(job)] = in_flight.get(id(job), 0) + 1
                         continue
-                    in_flight.pop(id(ticket), None)
-                    if ticket.error is not None:
-                        raise ticket.error
-                    k, spec, seed_settings = owners[id(ticket)]
-                    sample = _scored(lm, query, prefs, k, spec, seed_settings.seed, ticket.result, eos)
+                    in_flight.pop(id(job), None)
+                    if job.error is not None:
+                        raise job.error
+                    k, spec, seed_settings = owners[id(job)]
+                    sample = _scored(lm, query, prefs, k, spec, seed_settings.seed, job.result, eos)
                     answers.append(sample)
                     answers.sort(key=lambda a: (a["sample"], order[a["spec"]]))  # as if decoded one by one
                     summary = summarize_fits([{"key": a["sample"], **a} for a in answers], list(prefs),
@@ -117,8 +117,8 @@ def stream_compare(lm, query: str, preferences: Sequence[str] | Mapping[str, str
             if private:
                 decoding.close()
             else:
-                for ticket in tickets:
-                    decoding.cancel(ticket)
+                for job in submitted:
+                    decoding.cancel(job)
 
     return run()
 

@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..engine.methods import labelled
+from ..engine.methods import BASELINE  # the run spec every other spec is compared with
+from ..engine.personas import labelled
 from ..engine.prompting import prompt_ids
 from ..engine.trace import IncrementalDetokenizer
 from ..errors import InputError
@@ -43,7 +44,6 @@ from .records import spec_key
 from .sharding import score_all
 from .stats import mean_interval, wilson
 
-BASELINE = "direct"  # the run spec every other spec is compared with: all preferences in one prompt
 NOTE = ("Persona fit is the scoring model's own opinion (log p(y | x, persona) − log p(y | x) per token), "
         "not a human judgement; when the same model wrote the answers it is partly circular.")
 

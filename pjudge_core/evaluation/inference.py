@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.methods import generate
+from ..engine.api import generate
 from ..engine.prompting import prompt_ids
 from ..engine.settings import DecodeSettings
 from ..errors import InputError

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from ..engine.kv import PLAIN_HEAD_MODELS
+from ..engine.runner import plain_head, project_to_vocabulary
 from ..engine.scheduler import FORWARD_OVERHEAD, cut_batches  # a forward's fixed cost, in positions
 from ..errors import InputError
 
@@ -126,12 +126,6 @@ def _path(roots: list[_Node], seq: tuple[int, ...]) -> list[_Node]:
     return path
 
 
-def _plain_head(model) -> bool:
-    """True when logits are exactly `get_output_embeddings()(last hidden state)` (no soft-capping or scaling)."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS and isinstance(head, torch.nn.Linear)
-
-
 class _Runner:
     """Feeds the tree level by level; each level in length-sorted batches cut to waste little padding."""
 
@@ -140,7 +134,7 @@ class _Runner:
         self.device = next(lm.model.parameters()).device
         self.pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
         self.batch_size = max(1, int(batch_size))
-        self.plain = _plain_head(lm.model)
+        self.plain = plain_head(lm.model)  # the engine's head policy (`engine.runner`)
         self.progress, self.total, self.done = progress, total, 0
 
     def run(self, roots: list[_Node]) -> None:
@@ -206,8 +200,7 @@ class _Runner:
                      position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
         if self.plain:
             hidden = self.model.get_decoder()(**batch).last_hidden_state
-            head = self.model.get_output_embeddings()
-            project = lambda r, c: head(hidden[r, c])  # noqa: E731
+            project = lambda r, c: project_to_vocabulary(self.model, hidden[r, c])  # noqa: E731
         else:
             keep = width - min((lo for _, lo, _ in wanted), default=width - 1)
             logits = self.model(**batch, logits_to_keep=keep).logits[:, -keep:]

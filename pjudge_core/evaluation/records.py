@@ -17,9 +17,10 @@ import json
 import os
 from pathlib import Path
 
+from ..engine.methods import BASELINE, DEFAULT_METHOD
 from ..errors import InputError
 
-DEFAULT_PAIR = ("persona-judge", "direct")
+DEFAULT_PAIR = (DEFAULT_METHOD, BASELINE)  # the paper's comparison
 
 
 def read_prompts(path: str | os.PathLike) -> list[dict]:

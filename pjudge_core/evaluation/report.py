@@ -19,8 +19,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..engine.methods import BASELINE, DEFAULT_METHOD
 from ..errors import InputError
-from .fit import BASELINE
 from .fit_report import check_fit_scores, fit_axes, fit_markdown, fit_scatter
 from .records import load_records, spec_key, specs_in
 from .table2 import signal_tables, tables_figure, tables_markdown
@@ -134,7 +134,7 @@ def figure(summary: dict, scores: list[dict]):
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels])
-    palette = {"persona-judge": "#d9480f", "direct": "#1c7ed6", "win": "#2b8a3e", "tie": "#868e96", "loss": "#c92a2a"}
+    palette = {DEFAULT_METHOD: "#d9480f", BASELINE: "#1c7ed6", "win": "#2b8a3e", "tie": "#868e96", "loss": "#c92a2a"}
     for i, (_, values) in enumerate(panels):
         names = list(values)
         ys = [values[n][0] for n in names]

@@ -23,7 +23,7 @@ class LabForm:
     names: dict[str, str]  # {label: preset name or "custom"}
     preferences: dict[str, str]  # {label: preference text}
     settings: DecodeSettings
-    specs: dict[str, RunSpec]  # {slot: the spec its panel runs}, in `lab.SLOTS` order
+    specs: dict[str, RunSpec]  # {slot: the spec its panel runs}, in page order (`lab.slots()`)
 
 
 def number(value, label: str, default: float, whole: bool = False) -> float | int:
@@ -57,10 +57,11 @@ def read_form(access: Access, *, persona_a, pref_a, persona_b, pref_b, query, la
         lam=lam, alternate=(roles != "fixed"), greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
         max_new_tokens=max_new_tokens, seed=seed, repetition_penalty=repetition_penalty,
         no_repeat_ngram_size=no_repeat_ngram_size)
-    unknown = sorted(set(map(str, methods)) - set(lab.SLOTS))
+    slots = lab.slots()
+    unknown = sorted(set(map(str, methods)) - set(slots))
     if unknown:
-        raise InputError(f"Unknown method {unknown[0]!r}; known: {', '.join(lab.SLOTS)}.")
-    chosen = [m for m in lab.SLOTS if m in methods]
+        raise InputError(f"Unknown method {unknown[0]!r}; known: {', '.join(slots)}.")
+    chosen = [m for m in slots if m in methods]
     if not chosen:
         raise InputError("Tick at least one method to compare.")
     weight_values = lab.parse_weights(weights, count)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from ..engine.methods import method_named
 from ..errors import PJudgeError
 from ..evaluation.alignment import judge_capacity
 from ..evaluation.fit import NOTE
@@ -29,20 +30,10 @@ from .zerogpu import GpuTime
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
 PRELOADED_NOTE = "Each run borrows a GPU for the seconds it asks for, from the visitor's daily ZeroGPU quota."
-SLOT_ABOUT = {
-    "persona-judge": "one persona drafts λ tokens, the next judges them; roles rotate every block",
-    "persona-judge-base": "A always drafts, B always judges",
-    "direct": "every preference written into one prompt",
-    "fusion": "every token sampled from the personas' combined logits",
-    "official": "what the official code does: roles swap once, some rejections resample from the draft",
-}
-
 
 
 def _about(slot: str) -> str:
-    if slot.startswith("direct["):
-        return "that persona's preference alone, plain sampling"
-    return SLOT_ABOUT[slot]
+    return lab.method_panel(slot).about
 
 
 class Studio:
@@ -85,11 +76,11 @@ class Studio:
 
     # ------------------------------------------------------------------ the lab
     def run(self, model_name, four_bit, persona_a, pref_a, persona_b, pref_b, query, lam, roles, greedy,
-            temperature, top_k, top_p, max_new_tokens, seed, methods=lab.DEFAULT_SLOTS, n_personas=2,
+            temperature, top_k, top_p, max_new_tokens, seed, methods=None, n_personas=2,
             persona_c=None, pref_c="", persona_d=None, pref_d="", alpha=0.0, weights="",
             repetition_penalty=None, no_repeat_ngram_size=None, previous=None) -> Iterator[tuple]:
         """Every ticked method streams at once; each answer's persona fit appears as it finishes.
-        Yields one value per output, in this order: one panel HTML per `lab.SLOTS`, heatmap,
+        Yields one value per output, in this order: one panel HTML per `lab.slots()`, heatmap,
         log-ratio plot, acceptance plot, download button, message, run record (gr.State), fit
         heatmap. `previous` is the last record (its front and inference are carried over)."""
         skip = gr.skip()
@@ -97,9 +88,10 @@ class Studio:
         def out(panels: dict | None = None, heatmap=skip, plot=skip, acceptance=skip, download=skip, message=skip,
                 record=skip, fit_plot=skip) -> tuple:
             panels = panels or {}
-            return (*[panels.get(slot, skip) for slot in lab.SLOTS], heatmap, plot, acceptance, download, message,
+            return (*[panels.get(slot, skip) for slot in lab.slots()], heatmap, plot, acceptance, download, message,
                     record, fit_plot)
 
+        methods = lab.default_slots() if methods is None else methods
         with contextlib.ExitStack() as held:  # the model stays loaded until this run ends (Stop included)
             try:
                 form = read_form(self.access, persona_a=persona_a, pref_a=pref_a, persona_b=persona_b, pref_b=pref_b,
@@ -142,7 +134,7 @@ class Studio:
 
         placeholder = {slot: render.panel_html(run.panels[slot].spec.label, _about(slot), [], running=True)
                        for slot in specs}
-        hidden = {slot: "" for slot in lab.SLOTS if slot not in specs}
+        hidden = {slot: "" for slot in lab.slots() if slot not in specs}
         running = render.message_html(f"Running {len(specs)} method{'s' if len(specs) > 1 else ''} on {lm.name} …",
                                       "info")
         yield out({**hidden, **placeholder}, heatmap=None, plot=None, acceptance=None,
@@ -197,7 +189,7 @@ class Studio:
         """The run's last update; `stopped` is the message of a run its time limit ended. `fit_plot`
         (the fit heatmap) is sent again although it has not changed: on a tab the visitor has not
         opened yet, Gradio 6.31 forgets a plot's value when a later update skips it."""
-        pj = next((p for p in run.panels.values() if p.spec.method in ("persona-judge", "official")), None)
+        pj = next((p for p in run.panels.values() if method_named(p.spec.method).judged), None)
         panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps, stopped=p.stopped)
                          for p in run.panels.values()]
         fit_record = {"note": NOTE, "unit": "nats per token", "model": lm.name,
@@ -271,9 +263,9 @@ class Studio:
 
     @staticmethod
     def panels_visible(methods):
-        """-> one visibility update per panel (in `lab.SLOTS` order)."""
+        """-> one visibility update per panel (in `lab.slots()` order)."""
         ticked = set(methods or [])
-        return tuple(gr.update(visible=slot in ticked) for slot in lab.SLOTS)
+        return tuple(gr.update(visible=slot in ticked) for slot in lab.slots())
 
     @staticmethod
     def model_changed(model_id):

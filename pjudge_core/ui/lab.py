@@ -1,11 +1,12 @@
 """The live lab: several run specs decoding side by side, all of them rows of one batched engine.
 
-The page has a fixed set of panels (`SLOTS`), one per run spec it can compare; the visitor ticks
-which to run. `method_choices(n)` says what can be ticked with n personas, `slot_spec` turns a
-ticked slot into a `RunSpec`, and `LabRun` decodes them all together (`engine.Engine`: every
-step advances every panel, their feeds sharing forwards), yielding the slot of each token as it is
-decided; a panel's tokens are the tokens its spec decodes alone. Nothing here knows about Gradio;
-the app's handler renders the panels a few times per second while iterating a `LabRun`.
+The page has a fixed set of panels, one per run spec it can compare: the panels the registered
+methods offer (`engine.methods.Panel`), in their page order (`slots()`); the visitor ticks which to
+run. `method_choices(n)` says what can be ticked with n personas, `slot_spec` turns a ticked slot
+into a `RunSpec`, and `LabRun` decodes them all together (`engine.Engine`: every step advances
+every panel, their feeds sharing forwards), yielding the slot of each token as it is decided; a
+panel's tokens are the tokens its spec decodes alone. Nothing here knows about Gradio; the app's
+handler renders the panels a few times per second while iterating a `LabRun`.
 """
 
 from __future__ import annotations
@@ -15,50 +16,50 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ..engine.engine import Engine, Ticket, follow
-from ..engine.methods import LABELS
+from ..engine.engine import Engine, follow
+from ..engine.job import Job
+from ..engine.methods import LabOptions, lab_panels
+from ..engine.methods import Panel as MethodPanel
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec
 from ..engine.trace import Result, Step
 from ..errors import InputError
 
-# slot -> (the run spec it shows, the panel's elem_id suffix)
-SLOTS = ("persona-judge", "direct", "persona-judge-base", "direct[A]", "direct[B]", "direct[C]", "direct[D]",
-         "fusion", "official")
-DEFAULT_SLOTS = ("persona-judge", "direct")
+
+def slots() -> tuple[str, ...]:
+    """Every panel's slot, in page order (the order of the run API's panel outputs)."""
+    return tuple(panel.slot for panel in lab_panels())
+
+
+def default_slots() -> tuple[str, ...]:
+    """The panels ticked when the page opens."""
+    return tuple(panel.slot for panel in lab_panels() if panel.default)
+
+
+def method_panel(slot: str) -> MethodPanel:
+    """The panel a slot names; an `InputError` listing the slots otherwise."""
+    found = next((p for p in lab_panels() if p.slot == slot), None)
+    if found is None:
+        raise InputError(f"Unknown method {slot!r}; choose among {', '.join(slots())}.")
+    return found
 
 
 def slot_id(slot: str) -> str:
-    """The HTML id suffix of a slot's panel: ``panel-<id>``."""
+    """The HTML id suffix of a slot's panel: ``panel-<id>`` and ``tokens-<id>``."""
     return RunSpec.parse(slot).slug
 
 
 def method_choices(n_personas: int) -> list[tuple[str, str]]:
-    """(label, slot) of every spec that can run with `n_personas` preferences. The labels are short
+    """(label, slot) of every panel that can run with `n_personas` preferences. The labels are short
     (several fit on a line); each panel's head says what its method does."""
-    labels = LABELS[:n_personas]
-    choices = [("Persona-judge", "persona-judge"), ("Direct prompting (one prompt)", "direct")]
-    if n_personas == 2:
-        choices.append(("Persona-judge-Base (fixed roles)", "persona-judge-base"))
-    choices += [(f"{label} alone", f"direct[{label}]") for label in labels]
-    choices.append(("Fusion (mixed logits)", "fusion"))
-    if n_personas == 2:
-        choices.append(("Official code (not Algorithm 1)", "official"))
-    return choices
+    return [(p.choice, p.slot) for p in lab_panels() if n_personas in p.personas]
 
 
 def slot_spec(slot: str, *, alpha: float = 0.0, weights: tuple[float, ...] | None = None,
               alternate: bool = True) -> RunSpec:
-    """The RunSpec a panel runs. Fusion takes α and weights from the parameters; the
-    Persona-judge panel follows the roles setting (fixed roles make it Persona-judge-Base)."""
-    if slot not in SLOTS:
-        raise InputError(f"Unknown method {slot!r}; choose among {', '.join(SLOTS)}.")
-    if slot == "fusion":
-        options = [f"alpha={alpha:g}"] + ([f"weights={':'.join(f'{w:g}' for w in weights)}"] if weights else [])
-        return RunSpec.parse(f"fusion({','.join(options)})")
-    if slot == "persona-judge" and not alternate:
-        return RunSpec.parse("persona-judge-base")
-    return RunSpec.parse(slot)
+    """The RunSpec a panel runs, given the lab's parameters (fusion takes α and weights; the
+    Persona-judge panel follows the roles setting)."""
+    return RunSpec.parse(method_panel(slot).run_spec(LabOptions(alpha=alpha, weights=weights, alternate=alternate)))
 
 
 def parse_weights(text: str | None, n_personas: int) -> tuple[float, ...] | None:
@@ -80,7 +81,7 @@ def parse_weights(text: str | None, n_personas: int) -> tuple[float, ...] | None
 class Panel:
     slot: str
     spec: RunSpec
-    ticket: Ticket
+    job: Job
     steps: list[Step] = field(default_factory=list)
     result: Result | None = None
     first_token_s: float | None = None
@@ -110,25 +111,25 @@ class LabRun:
         if not specs:
             raise InputError("Tick at least one method to compare.")
         # Every spec is validated (and its prompts built) before anything decodes.
-        tasks = {slot: spec.task(lm, query, preferences, settings) for slot, spec in specs.items()}
+        jobs = {slot: spec.job(lm, query, preferences, settings) for slot, spec in specs.items()}
         self.started = time.perf_counter()
         self.shared = engine is not None
-        self.engine = engine if engine is not None else Engine(lm, rows=len(tasks))
+        self.engine = engine if engine is not None else Engine(lm, rows=len(jobs))
         self.events: queue.Queue = queue.Queue()
-        self.panels = {slot: Panel(slot, specs[slot], self.engine.submit(task, self.events))
-                       for slot, task in tasks.items()}
-        self._slot = {id(p.ticket): slot for slot, p in self.panels.items()}
+        self.panels = {slot: Panel(slot, specs[slot], self.engine.submit(job, self.events))
+                       for slot, job in jobs.items()}
+        self._slot = {id(p.job): slot for slot, p in self.panels.items()}
 
     def __iter__(self) -> Iterator[str | None]:
         for events in follow(self.engine, self.events, lambda: self.done, self.HEARTBEAT_S):
             if not events:
                 yield None
-            for ticket, step in events:
-                panel = self.panels[self._slot[id(ticket)]]
+            for job, step in events:
+                panel = self.panels[self._slot[id(job)]]
                 if step is None:
-                    if ticket.error is not None:
-                        raise ticket.error
-                    panel.result = ticket.result
+                    if job.error is not None:
+                        raise job.error
+                    panel.result = job.result
                     panel.stopped = panel.result is None
                 else:
                     panel.steps.append(step)
@@ -140,15 +141,15 @@ class LabRun:
     def waiting(self) -> int:
         """0 once a panel decodes (or is about to: rows are free, it waits a few steps for its phase);
         else how many requests of other runs are ahead of this one."""
-        tickets = [p.ticket for p in self.panels.values()]
-        if any(t.state != "waiting" for t in tickets) or not self.engine.full:
+        jobs = [p.job for p in self.panels.values()]
+        if any(j.state != "waiting" for j in jobs) or not self.engine.full:
             return 0
-        return min(self.engine.ahead_of(t) for t in tickets) + 1
+        return min(self.engine.ahead_of(j) for j in jobs) + 1
 
     def close(self) -> None:
         if self.shared:
             for panel in self.panels.values():
-                self.engine.cancel(panel.ticket)
+                self.engine.cancel(panel.job)
         else:
             self.engine.close()
         for panel in self.panels.values():

@@ -6,7 +6,7 @@
   with `use(...)`: another model is loaded only once nobody uses the current one (a request waits
   up to `SWAP_WAIT_S` for that, then gets a sentence), so a swap never breaks anybody's run. There,
   every visitor's runs share one batched engine per model (`engine`), stepping in its own thread,
-  and the model's forwards from every thread take turns (`engine.turns`).
+  and the model's forwards from every thread take turns (`turns`).
 * Loaded at start-up (ZeroGPU): `preload` loads and warms up every model the deployment offers,
   in the main process, before the app serves; from then on `get` hands out only those and never
   loads (a call runs in a forked process: a model it loaded would die with it, inside the
@@ -24,14 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from ..engine import turns
+from ..engine.api import generate
 from ..engine.engine import DEFAULT_ROWS, Engine
 from ..engine.hub import local_models
 from ..engine.loading import BUNDLED, LoadedModel, first_line, load_model
-from ..engine.methods import generate
 from ..engine.settings import DecodeSettings
 from ..errors import InputError, PJudgeError
 from ..presets import ModelPreset, example_queries, model_preset, model_presets, presets
+from . import turns
 
 Key = tuple[str, "str | None"]  # (model name, quantize)
 SWAP_WAIT_S = 20.0  # how long a request for another model waits for the visitors of the current one

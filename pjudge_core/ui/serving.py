@@ -42,8 +42,8 @@ from gradio.blocks import Block, Blocks
 from gradio.components import State
 from gradio.state_holder import SessionState
 
-from ..engine.turns import in_own_thread, in_own_threads
 from ..errors import PJudgeError
+from .turns import in_own_thread, in_own_threads
 
 SESSIONS = 200  # sessions kept in memory (Gradio's `state_session_capacity`; least recently used go first)
 OUT_OF_MEMORY = "The GPU ran out of memory for this request; lower max new tokens or tick fewer methods."

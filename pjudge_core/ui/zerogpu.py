@@ -17,6 +17,7 @@ import inspect
 import math
 from collections.abc import Callable, Mapping
 
+from ..engine.methods import method_named
 from ..engine.specs import RunSpec
 from ..errors import PJudgeError
 from ..presets import model_preset
@@ -29,10 +30,6 @@ MARGIN = 1.5  # on the estimate: the per-token costs are estimates, and sampling
 MIN_S = 10  # the smallest request (bad input, which is answered at once, asks for this)
 DEFAULT_TOKEN_S = 0.05  # a model without a ZeroGPU cost in its preset
 FOUR_BIT_SLOWER = 1.5  # bitsandbytes de-quantises the weights at every forward
-# Per drafted token, for the forwards a Persona-judge token costs: measured 0.78-0.93 over the nine preset
-# pairs on the bundled 135M model (48 tokens, 2 seeds each); lower here for larger models, whose personas
-# pull further apart.
-ACCEPTANCE = 0.7
 FIT_FORWARDS = 2.0  # scoring a finished answer under every persona: its sequences in a batch or two
 # Answers decoding together share every forward (the batched engine): on a GPU, where a forward's time
 # is mostly streaming the weights, each extra row adds a fraction of a lone row's time.
@@ -43,18 +40,8 @@ FORM_FIELDS = tuple(p for p in inspect.signature(read_form).parameters if p != "
 
 
 def forwards_per_token(spec: RunSpec, form: LabForm) -> float:
-    """Model forwards one answer token costs, by method (as if it decoded alone).
-
-    Persona-judge drafts λ tokens and judges them in one forward (λ + 1 forwards a block) and
-    keeps on average (1 − a^(λ+1)) / (1 − a) tokens of the block at acceptance a; fusion decodes
-    its prompts as rows of one forward, nearly free on a GPU."""
-    if spec.method in ("persona-judge", "official"):
-        lam = spec.settings(form.settings).lam
-        kept = (1 - ACCEPTANCE ** (lam + 1)) / (1 - ACCEPTANCE)
-        return (lam + 1) / kept
-    if spec.method == "fusion":
-        return 1.2
-    return 1.0
+    """Model forwards one answer token costs, as its method says (`Method.forwards_per_token`)."""
+    return method_named(spec.method).forwards_per_token(spec.settings(form.settings))
 
 
 class GpuTime:

@@ -1,0 +1,128 @@
+"""The model runner: one forward over any rows of the KV pool, and what the model's head projects.
+
+`ModelRunner(model, pool).forward(feeds)` runs one forward over the rows of `feeds` (`kv.Feed`:
+a slot, its new tokens, how many of their logits it wants): the ids are aligned on the right and
+padded on the left, every row gets its own positions, and the 4-D attention mask lets a real
+token see its own row's keys only (padding columns are stored nowhere: `kv.KVPool.update`). It
+returns each row's logits and advances the rows' cached lengths.
+
+The head policy: a forward needs the logits of a few positions per row (the last one, or a judge's
+λ + 1), but the model's own head with `logits_to_keep` projects the same number for every row,
+padding included. Where the logits are exactly the head applied to the last hidden states
+(`plain_head`: no soft-capping, no logit scale) and the weights are float32 on the CPU, the runner
+takes the hidden states and projects only the positions some row wants (`project_to_vocabulary`);
+elsewhere (GPUs, other architectures) the model's own forward does. The prefix-tree scorer
+(`evaluation.scoring`) uses the same policy.
+
+`full_logits` is the slow path the reference decoders take: one full forward, no cache.
+
+The model's attention must accept a 4-D mask (transformers' "sdpa" and "eager" do; the pool's
+grouped variant too): the mask is boolean for sdpa and additive for eager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import InputError
+from .attention import NAME as GROUPED
+from .kv import Feed, KVPool
+
+# Architectures whose causal-LM head is exactly `lm_head(hidden)`: no soft-capping, no logit scale.
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
+MASKED_ATTENTION = ("sdpa", "eager", GROUPED)  # implementations that take a prepared 4-D mask
+
+
+def plain_head(model) -> bool:
+    """True when the logits are exactly `get_output_embeddings()(last hidden state)`."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS and isinstance(head, torch.nn.Linear)
+
+
+def projects_wanted_positions(model) -> bool:
+    """Whether the runner projects only the wanted positions itself (see the module docstring)."""
+    return (model.device.type == "cpu" and plain_head(model)
+            and model.get_output_embeddings().weight.dtype == torch.float32)
+
+
+def project_to_vocabulary(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits (positions, vocab) of the hidden states (positions, hidden) through the model's head."""
+    return model.get_output_embeddings()(hidden)
+
+
+class ModelRunner:
+    """Forwards of one model over the rows of one pool (see the module docstring)."""
+
+    def __init__(self, model, pool: KVPool):
+        self.model, self.pool = model, pool
+        self.split_projection = projects_wanted_positions(model)
+
+    def forward(self, feeds: Sequence[Feed]) -> list[torch.Tensor]:
+        """One forward over the rows of `feeds`; returns each row's logits (keep, vocab) and advances
+        the rows' cached lengths by what they fed."""
+        model, pool = self.model, self.pool
+        device = model.device
+        width = max(len(f.tokens) for f in feeds)
+        starts = [pool.lengths[f.slot] for f in feeds]
+        ends = [s + len(f.tokens) for s, f in zip(starts, feeds)]
+        if max(ends) > pool.capacity:
+            pool._grow(capacity=max(2 * pool.capacity, max(ends)))
+        for f in feeds:
+            if not 1 <= f.keep <= len(f.tokens):
+                raise ValueError("asked for logits of positions that are already cached")
+        pads = [width - len(f.tokens) for f in feeds]
+        ids = [[0] * pad + list(f.tokens) for pad, f in zip(pads, feeds)]
+        positions = [[0] * pad + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
+        ids_t = torch.tensor(ids, dtype=torch.long, device=device)
+        positions_t = torch.tensor(positions, dtype=torch.long, device=device)
+        real = torch.arange(width, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
+        slots = [f.slot for f in feeds]
+        first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
+        length = max(ends)
+        writes = [(f.slot, pad, start, end) for f, pad, start, end in zip(feeds, pads, starts, ends)]
+        pool._plan = (torch.tensor(slots, dtype=torch.long, device=device), writes, length, first)
+        mask = attention_mask(positions_t, real, length, model)
+        keep = max(f.keep for f in feeds)
+        kwargs = dict(input_ids=ids_t, attention_mask=mask, position_ids=positions_t, past_key_values=pool,
+                      use_cache=True)
+        try:
+            with torch.inference_mode():  # cheaper than no_grad (no version counters): docs/benchmarks.md
+                if self.split_projection:
+                    hidden = model.get_decoder()(**kwargs).last_hidden_state
+                    wanted = torch.cat([hidden[i, width - f.keep:] for i, f in enumerate(feeds)])
+                    flat = project_to_vocabulary(model, wanted)
+                else:
+                    logits = model(**kwargs, logits_to_keep=keep).logits
+                    flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)])
+        finally:
+            pool._plan = pool._rows_index = None
+        for f, end in zip(feeds, ends):
+            pool.lengths[f.slot] = end
+        return list(torch.split(flat, [f.keep for f in feeds]))
+
+
+def attention_mask(positions: torch.Tensor, real: torch.Tensor, length: int, model) -> torch.Tensor:
+    """(rows, 1, width, length): a real token at position t sees its row's keys 0..t; a padding
+    column sees key 0 only (its output is never read, but a row of -inf would give NaN)."""
+    keys = torch.arange(length, device=positions.device)
+    visible = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
+    visible[:, :, 0] |= ~real
+    implementation = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
+    if implementation not in MASKED_ATTENTION:
+        raise InputError(f"This model uses {implementation} attention; the engine needs sdpa or eager attention "
+                         "(load it with attn_implementation='sdpa').")
+    visible = visible[:, None]
+    if implementation == "eager":
+        dtype = model.dtype if model.dtype.is_floating_point else torch.float32
+        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
+            ~visible, torch.finfo(dtype).min)
+    return visible
+
+
+def full_logits(model, prompt: list[int], tokens: list[int], count: int) -> torch.Tensor:
+    """Raw logits at the last `count` positions of prompt + tokens (one full forward, no cache)."""
+    ids = torch.tensor([prompt + tokens], dtype=torch.long, device=model.device)
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=False).logits[0, -count:, :]
