@@ -122,15 +122,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(models: dict, access=None, *, holder=None, build: dict | None = None, **launch):
+def serve_app(models: dict, access=None, *, hardware: str | None = None, holder=None, build: dict | None = None,
+              **launch):
     """Build the app with `models` registered by name (in `holder`, default the app's), serve it on a
-    free port, yield its URL. `build`: more keywords for `app.build_demo`."""
+    free port, yield its URL. `access` and `hardware` replace the environment's; `build`: more
+    keywords for `app.build_demo`."""
     import app  # the app imports gradio: only the tests that serve it pay for that
+    from pjudge_core.ui.deployment import Deployment
 
     holder = holder or app.MODELS
     for name, lm in models.items():
         holder.register(name, lm)
-    demo = app.build_demo(access, models=holder, **(build or {}))
+    deployment = Deployment(hardware or app.DEPLOYMENT.hardware, access or app.DEPLOYMENT.access)
+    demo = app.build_demo(deployment, models=holder, **(build or {}))
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True, **launch)
     try:

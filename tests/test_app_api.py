@@ -12,7 +12,6 @@ import pytest
 from conftest import make_tiny_lm, serve_app
 from gradio_client import Client
 
-import app
 from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
 from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.fit import persona_fit
@@ -163,15 +162,14 @@ def test_capacity_endpoint_answers(client):
 
 
 def test_default_model_offline_and_on_spaces():
-    from pjudge_core.ui.access import Access
-    from pjudge_core.ui.hosting import Hosting
+    from pjudge_core.ui.deployment import Deployment, public_access
+    from pjudge_core.ui.models import model_choices
 
-    assert Hosting("cpu").default_model(Access()) == "bundled"
-    assert [v for _, v in app.model_choices()][0] == "bundled"
+    assert Deployment("cpu").default_model() == "bundled"
+    assert [v for _, v in model_choices()][0] == "bundled"
     for hardware, default in (("zerogpu", "Qwen/Qwen2.5-1.5B-Instruct"), ("gpu", "Qwen/Qwen2.5-1.5B-Instruct"),
                               ("cpu", "bundled")):  # the bundled model is installed here; a Space: see test_hosting
-        access = Access.from_env({"SPACE_ID": "someone/studio"}, hardware=hardware)
-        assert Hosting(hardware, on_spaces=True).default_model(access) == default
+        assert Deployment(hardware, public_access(hardware)).default_model() == default
 
 
 # --------------------------------------------------------------------------- lab insight

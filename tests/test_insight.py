@@ -14,7 +14,7 @@ from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.fit import persona_fit
 from pjudge_core.evaluation.inference import candidate_texts
 from pjudge_core.ui import charts, insight, records, render
-from pjudge_core.ui.insight_handlers import InsightHandlers
+from pjudge_core.ui.tabs.infer import InferTab
 
 QUERY = "Describe a sunset."
 PREFS = {"A": "be vivid", "B": "be <b>bold</b>"}
@@ -206,8 +206,8 @@ def test_fit_html_escapes_persona_names_and_explains_a_missing_fit(tiny_lm):
 
 def test_the_best_candidate_goes_to_a_persona_with_its_preset_name():
     text = "Generate a response that only a PhD Student in that specific field could understand."
-    assert InsightHandlers.use_best({"best": text}) == ("PhD", text)
-    assert InsightHandlers.use_best({"best": "be terse"}) == (None, "be terse")
+    assert InferTab.use_best({"best": text}) == ("PhD", text)
+    assert InferTab.use_best({"best": "be terse"}) == (None, "be terse")
 
 
 def test_front_and_inference_outlive_the_next_run():

@@ -11,7 +11,7 @@ from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.fit import persona_fit
 from pjudge_core.evaluation.meters import measure
 from pjudge_core.ui import charts, render
-from pjudge_core.ui.insight_handlers import InsightHandlers
+from pjudge_core.ui.tabs.did_it_work import DidItWorkTab
 
 QUERY = "Describe a sunset."
 PREFS = {"A": "be vivid", "B": "be <b>bold</b>"}
@@ -58,7 +58,7 @@ def test_a_front_axis_can_be_a_meter(tiny_lm):
 
 
 def test_the_axis_choices_are_the_personas_fits_then_the_meters():
-    values = [value for _, value in InsightHandlers.axis_choices(3)]
+    values = [value for _, value in DidItWorkTab.axis_choices(3)]
     assert values == ["A", "B", "C", "flesch_kincaid_grade", "words", "vader_compound"]
-    x, _ = InsightHandlers.axes_choices(2)
+    x, _ = DidItWorkTab.axes_choices(2)
     assert ("fit under B", "B") in x["choices"] and ("sentiment (vader_compound)", "vader_compound") in x["choices"]

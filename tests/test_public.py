@@ -13,6 +13,7 @@ from gradio_client import Client
 from test_app_api import MESSAGE, run_args
 
 from pjudge_core.ui.access import Access
+from pjudge_core.ui.deployment import Deployment
 
 LISTED = Access(public=True, models=("tiny-test", "tiny-slow"), four_bit=("tiny-slow",), run_seconds=2.0)
 SERVER_WORDS = ("folder", "exist", "config.json", "such", "etc", "hub", "gguf", "Traceback", "/")
@@ -81,11 +82,11 @@ def test_the_page_states_the_limits(public):
 
 
 def test_public_mode_is_switched_on_by_spaces_or_the_environment():
-    assert not Access.from_env({}).public
-    spaces = Access.from_env({"SPACE_ID": "someone/persona-judge", "ACCELERATOR": "t4-small"})
+    assert not Deployment.from_env({}).access.public
+    spaces = Deployment.from_env({"SPACE_ID": "someone/persona-judge", "ACCELERATOR": "t4-small"}).access
     assert spaces.public and "Qwen/Qwen2.5-1.5B-Instruct" in spaces.models
     assert "Qwen/Qwen2.5-7B-Instruct" not in spaces.models and "Qwen/Qwen2.5-1.5B-Instruct" in spaces.four_bit
-    listed = Access.from_env({"PJUDGE_PUBLIC": "1", "PJUDGE_PUBLIC_MODELS": "a/b, c/d"})
+    listed = Deployment.from_env({"PJUDGE_PUBLIC": "1", "PJUDGE_PUBLIC_MODELS": "a/b, c/d"}).access
     assert listed.public and listed.models == ("a/b", "c/d")
     assert Access().notice() == "" and "Public demo" in listed.notice()
 

@@ -82,8 +82,8 @@ def test_a_registered_method_has_its_own_cost_in_a_zerogpu_calls_duration(toy):
     gpu = GpuTime(access, zero_gpu=True, token_costs={"m": 0.1})
     fields = dict(persona_a="x", pref_a=PREFS[0], persona_b="y", pref_b=PREFS[1], query=QUERY, lam=4,
                   roles="alternate", greedy=False, temperature=0.9, top_k=20, top_p=0.9, max_new_tokens=64, seed=0)
-    toy_run = gpu.run("m", False, read_form(access, **fields, methods=["last-persona"]))
-    direct_run = gpu.run("m", False, read_form(access, **fields, methods=["direct"]))
+    toy_run = gpu.run("m", False, read_form(access, {**fields, "methods": ["last-persona"]}))
+    direct_run = gpu.run("m", False, read_form(access, {**fields, "methods": ["direct"]}))
     assert toy_run > direct_run  # three forwards a token against one
 
 

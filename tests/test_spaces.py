@@ -118,6 +118,6 @@ print(EVENTS)
     assert loads == [("load", "Qwen/Qwen2.5-1.5B-Instruct", None, cuda)] + [
         ("load", m, None, cuda) for m in ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct",
                                           "Qwen/Qwen2.5-3B-Instruct")]
-    assert events[-1] == ("threads", 1)  # what every forked call inherits (hosting.prepare_for_forks)
+    assert events[-1] == ("threads", 1)  # what every forked call inherits (deployment.prepare_for_forks)
     decorated = {e[1] for e in events if e[0] == "GPU"}
     assert decorated == {"run", "front", "infer", "capacity"} and all(e[2] for e in events if e[0] == "GPU")

@@ -33,14 +33,13 @@ from pjudge_core.evaluation.compare import compare
 from pjudge_core.evaluation.inference import infer_persona
 from pjudge_core.ui import insight
 from pjudge_core.ui.access import Access
+from pjudge_core.ui.deployment import Deployment, prepare_for_forks
 from pjudge_core.ui.form import read_form
-from pjudge_core.ui.hosting import Hosting, prepare_for_forks
 from pjudge_core.ui.models import ModelHolder
 from pjudge_core.ui.serving import OUT_OF_MEMORY
 from pjudge_core.ui.zerogpu import MIN_S, GpuTime
 
 ZEROGPU = {"SPACE_ID": "someone/persona-judge", "SPACES_ZERO_GPU": "true"}
-HOSTING = Hosting("zerogpu", on_spaces=True)
 DEFAULT = "Qwen/Qwen2.5-1.5B-Instruct"  # the ZeroGPU default, played by a tiny model
 FORWARDS = multiprocessing.get_context("fork").Value("i", 0)  # tiny-slow's forwards, counted in every call
 
@@ -68,17 +67,17 @@ def tiny(seed, hook=None):
 
 @pytest.fixture(scope="module")
 def zerogpu():
-    listed = Access.from_env(ZEROGPU)
+    listed = Deployment.from_env(ZEROGPU).access
     access = replace(listed, models=listed.models + ("tiny-slow", "tiny-oom", "tiny-bug"))
     models = {name: tiny(seed) for seed, name in enumerate(listed.models)}
     models.update({"tiny-slow": tiny(7, slow_forward), "tiny-oom": tiny(8, out_of_memory), "tiny-bug": tiny(9, bug)})
     holder = ModelHolder()
     for name, lm in models.items():
         holder.register(name, lm)
-    holder.preload(HOSTING.start_models(access))  # what app.py does at import on ZeroGPU
+    holder.preload(Deployment("zerogpu", access).start_models())  # what app.py does at import on ZeroGPU
     standin = StandIn(time_scale=3.0)  # slack for a CPU shared with other work; the app's limits use what was asked
-    build = dict(hosting=HOSTING, gpu=standin.GPU, token_costs={"tiny-slow": 0.001})
-    with serve_app({}, access=access, holder=holder, build=build) as url:
+    build = dict(gpu=standin.GPU, token_costs={"tiny-slow": 0.001})
+    with serve_app({}, access=access, hardware="zerogpu", holder=holder, build=build) as url:
         yield SimpleNamespace(url=url, client=Client(url, verbose=False), standin=standin, holder=holder, access=access,
                               models=models, gpu=GpuTime(access, zero_gpu=True, token_costs=build["token_costs"]))
 
@@ -92,7 +91,7 @@ def form_of(access, **changes):
     values = {**RUN_DEFAULTS, **changes}
     names = {"max_new": "max_new_tokens", "n": "n_personas", "no_repeat": "no_repeat_ngram_size"}
     fields = {names.get(k, k): v for k, v in values.items() if k not in ("model", "four_bit")}
-    return read_form(access, **fields)
+    return read_form(access, fields)
 
 
 def messages(outputs) -> list[str]:
@@ -142,7 +141,7 @@ def test_every_call_is_a_fresh_process_and_nothing_it_makes_is_kept(zerogpu):
         submit(zerogpu.client, max_new=8).result()
     first, second = zerogpu.standin.calls[before:before + 2]
     assert first.pid != second.pid and gone(first.pid) and gone(second.pid)
-    assert list(zerogpu.holder.models) == HOSTING.start_models(zerogpu.access)  # the main process: as it started
+    assert list(zerogpu.holder.models) == Deployment("zerogpu", zerogpu.access).start_models()  # the main process: as it started
     status = html.unescape(zerogpu.client.predict(DEFAULT, False, api_name="/load"))
     assert "loaded at start-up" in status and "borrows a GPU" in status
 
@@ -279,7 +278,7 @@ def test_first_token_inside_the_stand_in_is_close_to_outside(bundled_lm, capsys)
     inside, outside = ModelHolder(), ModelHolder()
     for holder in (inside, outside):
         holder.register("bundled", bundled_lm)
-    inside.preload(HOSTING.start_models(access))
+    inside.preload(Deployment("zerogpu", access).start_models())
     standin = StandIn(time_scale=20.0)  # this CPU is far slower than the GPU the durations assume
 
     def first_token(client) -> float:
@@ -292,8 +291,8 @@ def test_first_token_inside_the_stand_in_is_close_to_outside(bundled_lm, capsys)
         job.result()
         return seconds
 
-    with serve_app({}, access=access, holder=inside, build=dict(hosting=HOSTING, gpu=standin.GPU)) as url_in, \
-            serve_app({}, access=access, holder=outside, build=dict(hosting=Hosting("cpu"))) as url_out:
+    with serve_app({}, access=access, hardware="zerogpu", holder=inside, build=dict(gpu=standin.GPU)) as url_in, \
+            serve_app({}, access=access, hardware="cpu", holder=outside) as url_out:
         clients = {"inside": Client(url_in, verbose=False), "outside": Client(url_out, verbose=False)}
         times = {"inside": [], "outside": []}
         for name, client in clients.items():

@@ -1,11 +1,10 @@
 """What a visitor may do: everything on your own machine, less on a public deployment.
 
-Public mode is on when ``SPACE_ID`` is set (Hugging Face Spaces) or ``PJUDGE_PUBLIC=1``. Then:
-  * the model is one of an allow-list: the presets marked ``"public": true`` in
-    ``presets/models.json``, or the ids in ``$PJUDGE_PUBLIC_MODELS`` (comma-separated). Free
-    text, local paths and ``.gguf`` files are refused with one sentence that says nothing about
-    the server (no "no such folder", no "exists but ...");
-  * 4-bit only for presets marked ``"four_bit": true``;
+A deployment is public when its environment says so (`deployment.Deployment.from_env`). Then:
+  * the model is one of an allow-list (`models`: the presets offered on the deployment's hardware,
+    or the ids it lists). Free text, local paths and ``.gguf`` files are refused with one sentence
+    that says nothing about the server (no "no such folder", no "exists but ...");
+  * 4-bit only for the models in `four_bit`;
   * caps on the query and preference lengths (characters), on new tokens and on the pairs the
     judge-capacity panel scores, stated in the page;
   * each run stops after `run_seconds`, and the queue holds at most `queue_size` waiting runs,
@@ -15,14 +14,11 @@ Outside public mode every check here passes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..engine.settings import DecodeSettings
 from ..errors import InputError
-from ..presets import model_presets
-from .hosting import available, detect_hardware
 
 
 @dataclass(frozen=True)
@@ -34,9 +30,9 @@ class HardwareLimits:
 
 # ZeroGPU lends each call its own GPU in its own process, so several visitors run at once there,
 # each call batching its own panels. On a dedicated GPU or a CPU every visitor's panels join one
-# batched engine: measured on 2 CPU cores (scripts/bench_visitors.py, 64 tokens), one visitor
-# alone finishes in 5.5 s, four at once in 11-15 s and eight in 16-23 s, each first token within
-# about 3 s; beyond 8 runs (16 answers) a CPU only queues. A GPU takes many more rows for about the same time.
+# batched engine: on 2 CPU cores eight visitors at once still see a first token within seconds
+# (scripts/bench_visitors.py; docs/benchmarks.md, "Many visitors at once"); beyond 8 runs (16
+# answers) a CPU only queues. A GPU takes many more rows for about the same time.
 HARDWARE_LIMITS = {
     "zerogpu": HardwareLimits(max_new_tokens=512, concurrent_runs=4, engine_rows=16),
     "gpu": HardwareLimits(max_new_tokens=512, concurrent_runs=16, engine_rows=48),
@@ -57,20 +53,6 @@ class Access:
     queue_size: int = 16
     concurrent_runs: int = 8  # runs, fronts, inferences served at once (Gradio's concurrency limit)
     engine_rows: int = 16  # answers decoding at once in the shared engine; more wait for a row
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, hardware: str | None = None) -> "Access":
-        public = bool(environ.get("SPACE_ID")) or environ.get("PJUDGE_PUBLIC", "").lower() in ("1", "true", "yes")
-        hardware = hardware or detect_hardware(environ)
-        limits = HARDWARE_LIMITS[hardware]
-        if not public:
-            return cls(concurrent_runs=limits.concurrent_runs, engine_rows=limits.engine_rows)
-        listed = [m.strip() for m in environ.get("PJUDGE_PUBLIC_MODELS", "").split(",") if m.strip()]
-        presets = model_presets()
-        models = tuple(listed or [m.id for m in presets if hardware in m.offered_on and available(m.id)])
-        four_bit = tuple(m.id for m in presets if hardware in m.four_bit_on and m.id in models)
-        return cls(public=True, models=models, four_bit=four_bit, max_new_tokens=limits.max_new_tokens,
-                   concurrent_runs=limits.concurrent_runs, engine_rows=limits.engine_rows)
 
     # ------------------------------------------------------------------ checks
     def check_model(self, name: str | None, four_bit: bool) -> None:

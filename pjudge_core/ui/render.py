@@ -10,11 +10,11 @@ import html
 import math
 from collections.abc import Sequence
 
+from ..engine.personas import LABELS
+from ..engine.sampling import DECISIONS
 from ..engine.trace import Step
 from ..evaluation.meters import METERS, format_number, format_value
 from ..evaluation.repetition import repeated_ngram_share
-
-DECISIONS = ("accepted", "resampled", "bonus", "sampled", "fused")
 
 
 def esc(value) -> str:
@@ -54,9 +54,6 @@ def visible(text: str) -> str:
     if text == "":
         return "∅"
     return text
-
-
-PERSONA_LABELS = ("A", "B", "C", "D")
 
 
 def _persona(label: str | None, names: dict[str, str]) -> str:
@@ -105,10 +102,10 @@ def token_span(step: Step, new_block: bool = False, persona_names: dict[str, str
     """One `<span class="tok ...">` with title and data-* attributes, all escaped."""
     r = ratio(step)
     classes = ["tok", f"tok-{step.decision}" if step.decision in DECISIONS else "tok-other"]
-    if step.drafter in PERSONA_LABELS:
+    if step.drafter in LABELS:
         classes.append(f"drafter-{step.drafter}")
     strongest = strongest_persona(step)
-    if strongest in PERSONA_LABELS:
+    if strongest in LABELS:
         classes.append(f"drafter-{strongest}")  # fusion: underline = the persona that liked it most
     if new_block:
         classes.append("block-start")
@@ -195,7 +192,7 @@ def legend_html() -> str:
         ("tok tok-fused", "fused", "fusion: sampled from the personas' combined logits"),
     ]
     rows = "".join(f'<li><span class="{c}" style="--s:0.9">{esc(w)}</span> {esc(d)}</li>' for c, w, d in items)
-    swatches = "".join(f'<span class="tok drafter-{label} swatch">{label}</span>' for label in PERSONA_LABELS)
+    swatches = "".join(f'<span class="tok drafter-{label} swatch">{label}</span>' for label in LABELS)
     marks = (
         f'<li>{swatches} underline: the persona that drafted the block (Persona-judge), or that liked the '
         'token most (fusion)</li>'

@@ -84,8 +84,11 @@ def served(handler: Callable) -> Callable:
             raise exc
         raise error from exc
 
+    # Not the handler's attributes (`updated=()`): a bound method lends its function's, and a
+    # `form.takes_form` handler's `__signature__` names `self`, which the bound method drops.
+    wraps = functools.wraps(handler, updated=())
     if inspect.isgeneratorfunction(handler):
-        @functools.wraps(handler)
+        @wraps
         def stream(*args, **kwargs):
             try:
                 yield from in_own_threads(handler(*args, **kwargs))
@@ -96,7 +99,7 @@ def served(handler: Callable) -> Callable:
 
         return stream
 
-    @functools.wraps(handler)
+    @wraps
     def call(*args, **kwargs):
         try:
             return in_own_thread(handler, *args, **kwargs)

@@ -20,9 +20,11 @@ from collections.abc import Callable, Mapping
 from ..engine.methods import method_named
 from ..engine.specs import RunSpec
 from ..errors import PJudgeError
+from ..evaluation.inference import candidate_texts
 from ..presets import model_preset
+from . import insight
 from .access import Access
-from .form import LabForm, read_form
+from .form import LabForm, read_form, values_of
 
 START_S = 5.0  # before the handler runs: the call's process starts and the weights move onto its GPU
 END_S = 3.0  # after decoding stops: charts, the record written, the last update pickled back
@@ -36,7 +38,6 @@ FIT_FORWARDS = 2.0  # scoring a finished answer under every persona: its sequenc
 ROW_COST = 0.15
 SCORE_TOKENS = 1.0  # one sequence scored (inference, judge capacity) costs about one decoded token
 WRITE_TOKENS = 64  # the candidate the model writes in persona inference (greedy, one sentence)
-FORM_FIELDS = tuple(p for p in inspect.signature(read_form).parameters if p != "access")
 
 
 def forwards_per_token(spec: RunSpec, form: LabForm) -> float:
@@ -121,21 +122,21 @@ class GpuTime:
 
         return asked
 
-    def form(self, arguments: dict, **renamed) -> LabForm:
-        """The lab form from a handler's bound arguments (`renamed`: form field -> argument name)."""
-        names = {field: renamed.get(field, field) for field in FORM_FIELDS}
-        return read_form(self.access, **{field: arguments[name] for field, name in names.items() if name in arguments})
+    def form(self, arguments: dict, **changes) -> LabForm:
+        """The lab form from a handler's bound arguments, with `changes` to its fields."""
+        return read_form(self.access, {**values_of(arguments), **changes})
 
     def run_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.run(a["model_name"], a["four_bit"], self.form(a)))
 
     def front_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.front(
-            a["model_name"], a["four_bit"], self.form(a, max_new_tokens="tokens"), int(float(a["samples"]))))
+            a["model_name"], a["four_bit"], self.form(a, max_new_tokens=a["tokens"]), int(float(a["samples"]))))
 
-    def infer_duration(self, handler: Callable, candidates: Callable[[str], list]) -> Callable[..., int]:
+    def infer_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.infer(
-            a["model_name"], a["four_bit"], len(a["rows"] or []), len(candidates(a["kind"])), bool(a["write"])))
+            a["model_name"], a["four_bit"], len(a["rows"] or []), len(candidate_texts(insight.candidates(a["kind"]))),
+            bool(a["write"])))
 
     def capacity_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.capacity(a["model_name"], a["four_bit"], int(float(a["n"]))))

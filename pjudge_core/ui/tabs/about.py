@@ -8,9 +8,10 @@ charts use (`charts.COLORS`, `charts.DRAFTER_COLORS`, plotly's RdBu), so it cann
 
 from __future__ import annotations
 
+import gradio as gr
 from plotly.colors import diverging
 
-from . import charts, render
+from .. import charts, render
 
 HEADER = """
 # Persona-judge Studio
@@ -90,3 +91,11 @@ def colours_html() -> str:
     return (f'<div class="pj-about-colours"><h3>What the colours mean</h3><p><b>Tokens</b> in the panels</p>'
             f'{render.legend_html()}<p><b>Personas</b></p><ul class="pj-about-list">{personas}</ul>'
             f'<p><b>Charts</b></p><ul class="pj-about-list">{charts_items}</ul><p><b>Messages</b></p>{messages}</div>')
+
+
+def build() -> None:
+    """The About tab: the method, the colours, the citation (static: no events)."""
+    with gr.Tab("About", id="about", elem_id="tab-about"):
+        gr.Markdown(METHOD, elem_id="about-method")
+        gr.HTML(colours_html(), elem_id="about-colours")
+        gr.Markdown(CITATION, elem_id="about-cite")

@@ -1,0 +1,175 @@
+"""The "Did it work?" tab: did each persona get what it asked for, and which method served them all?
+
+  * the last run's answers side by side: each one's persona fit under every persona (the model's
+    own opinion, `evaluation.fit`) and independent meters (reading grade, words, sentiment), from
+    the run's record; and the fit per token, as a heatmap (the Compare tab's run fills both);
+  * the front: K sampled answers per method ticked on Compare, with its personas, query and
+    settings, each scored under every persona, plotted one point per answer with each method's mean
+    and 95% interval (an axis may be a meter instead of a fit).
+Every failure a visitor can cause is a message in the page; model output is escaped by `render`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from ...engine.personas import LABELS, MAX_PERSONAS
+from ...errors import InputError, PJudgeError
+from ...evaluation.compare import stream_compare
+from ...evaluation.fit import NOTE
+from ...evaluation.meters import METERS
+from .. import charts, records, render
+from ..fields import raw
+from ..form import FRONT_FIELDS, number, read_form, takes_form
+from ..models import decoding_engine, quantize_option
+from ..page import Page
+
+FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
+            "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
+            "less. The scorer is the same model that wrote the answers (each panel names it), so this is its own "
+            "opinion (partly circular), not a human judgement. Under it, independent meters that no language model "
+            "computes (English only): Flesch–Kincaid grade (textstat), words, and VADER sentiment from −1 to +1.")
+DEFAULT_SAMPLES = 4
+DEFAULT_FRONT_TOKENS = 64  # short answers: a front of 4 samples x 2 methods takes about half a minute on a CPU
+MAX_SAMPLES = 16
+UPDATE_EVERY_S = 0.25  # the progress bar moves at most ~4 times per second
+
+
+class DidItWorkTab:
+    """The tab's layout, events and handlers (see the module docstring)."""
+
+    def __init__(self, page: Page):
+        self.page = page
+        self.models, self.access, self.gpu = page.models, page.access, page.gpu_time
+
+    # ------------------------------------------------------------------ layout
+    def build(self) -> None:
+        with gr.Tab("Did it work?", id="insight", elem_id="tab-insight"):
+            gr.Markdown("### Persona fit and meters of every answer\n" + FIT_NOTE, elem_id="fit-note")
+            self.answers = gr.HTML(render.answers_html(None), elem_id="answers-summary")
+            self.fit_heatmap = gr.Plot(label="Persona fit per token", elem_id="fit-heatmap")
+            with gr.Column(elem_id="front-section"):
+                gr.Markdown("### Which method served every persona best?\nSamples K answers per method ticked "
+                            "on Compare, with its personas, query and settings (seeds shared across methods), "
+                            "scores each under every persona, and plots one point per answer with each method's "
+                            "mean and 95% interval. With two fit axes, up and to the right is better for both "
+                            "personas; an axis can also be an independent meter (reading grade, words, VADER "
+                            "sentiment) of each answer. The samples go into the run's download on Compare.")
+                with gr.Row():
+                    self.front_k = raw(gr.Slider(1, MAX_SAMPLES, value=DEFAULT_SAMPLES, step=1,
+                                                 label="K: samples per method", elem_id="front-k"))
+                    self.front_tokens = raw(gr.Slider(8, 256, value=DEFAULT_FRONT_TOKENS, step=8,
+                                                      label="tokens per answer", elem_id="front-tokens"))
+                    self.front_x = raw(gr.Dropdown(self.axis_choices(2), value="A", label="x axis: fit or meter",
+                                                   elem_id="front-x"))
+                    self.front_y = raw(gr.Dropdown(self.axis_choices(2), value="B", label="y axis: fit or meter",
+                                                   elem_id="front-y"))
+                with gr.Row():
+                    self.front_btn = gr.Button("Sample K per method", variant="primary", elem_id="front-btn")
+                    self.front_stop = gr.Button("Stop sampling", variant="stop", elem_id="front-stop")
+                self.front_msg = gr.HTML("", elem_id="front-status")
+                self.front_plot = gr.Plot(label="Persona fit per answer", elem_id="fit-front")
+
+    # ------------------------------------------------------------------ events
+    def wire(self) -> None:
+        page, compare = self.page, self.page.compare
+        front_event = self.front_btn.click(
+            page.on_gpu(self.front, self.gpu.front_duration),
+            [compare.model, compare.four_bit, *compare.form_inputs(FRONT_FIELDS), self.front_k, self.front_tokens,
+             self.front_x, self.front_y, page.record],
+            [self.front_plot, self.front_msg, page.front, compare.download, page.record], **page.model_event,
+            api_name="front")
+        self.front_stop.click(lambda: render.message_html("Stopped.", "info"), None, self.front_msg,
+                              cancels=[front_event], api_visibility="private")
+        for axis in (self.front_x, self.front_y):
+            axis.input(self.front_axes, [page.front, self.front_x, self.front_y], self.front_plot,
+                       api_visibility="private")
+        page.n_personas.change(self.axes_choices, page.n_personas, [self.front_x, self.front_y],
+                               api_visibility="private")
+
+    # ------------------------------------------------------------------ handlers
+    @takes_form(FRONT_FIELDS)
+    def front(self, model_name, four_bit, form, samples, tokens, x, y, record,
+              progress=gr.Progress()) -> Iterator[tuple]:
+        """Sample K answers per ticked method and score each under every persona. Yields: front
+        plot, front summary HTML, front result (gr.State), download button, run record (gr.State)."""
+        skip = gr.skip()
+        with contextlib.ExitStack() as held:  # the model stays loaded until the front ends (Stop included)
+            try:
+                k = number(samples, "Samples per method", DEFAULT_SAMPLES, whole=True)
+                if not 1 <= k <= MAX_SAMPLES:
+                    raise InputError(f"Samples per method must be between 1 and {MAX_SAMPLES}; got {k}.")
+                lab_form = read_form(self.access, {
+                    **form, "max_new_tokens": number(tokens, "Tokens per answer", DEFAULT_FRONT_TOKENS, whole=True)})
+                charts.check_axes(lab_form.preferences, x, y)  # before the model loads
+                self.access.check_model(model_name, bool(four_bit))
+                progress(0.0, desc="Loading the model …")
+                lm = held.enter_context(self.models.use(model_name, quantize_option(four_bit)))
+                engine = decoding_engine(self.models, lm, self.access.engine_rows, self.gpu.zero_gpu)
+                updates = stream_compare(lm, form["query"], lab_form.preferences, list(lab_form.specs.values()), k,
+                                         lab_form.settings, every_token=True, engine=engine)
+            except PJudgeError as exc:
+                yield None, render.message_html(str(exc), "error"), skip, skip, skip
+                return
+            total = k * len(lab_form.specs)
+            yield None, render.message_html(f"Sampling {total} answers of {lab_form.settings.max_new_tokens} "
+                                            "tokens …", "info"), skip, skip, skip
+            started, shown, result = time.perf_counter(), 0.0, None
+            limit = self.gpu.limit(self.gpu.front(model_name, four_bit, lab_form, k))
+            try:
+                for update in updates:
+                    if limit is not None and time.perf_counter() - started > limit and update["done"] < total:
+                        # Before the call's time runs out: the answers finished so far go into the record.
+                        yield skip, render.message_html(
+                            f"Stopped after {limit:.0f} s: this public demo limits each run so that others get a turn. "
+                            "Sample fewer answers or shorter ones.", "error") + (
+                            render.front_summary_html(result) if result else ""), skip, skip, skip
+                        break
+                    if update["result"] is None:
+                        # A token of every answer in flight. Yielding (nothing) after every step is what lets
+                        # Stop end the run at once: Gradio stops asking for the next one.
+                        if time.perf_counter() - shown >= UPDATE_EVERY_S:
+                            shown = time.perf_counter()
+                            progress((update["done"] + update["partial"]) / total, desc="Sampling and scoring answers")
+                        yield skip, skip, skip, skip, skip
+                        continue
+                    result = update["result"]
+                    progress((update["done"], total), desc="Sampling and scoring answers")
+                    done = update["done"] == total
+                    status = (f"{update['done']} of {total} answers, {time.perf_counter() - started:.0f} s. "
+                              + ("Done. " if done else "") + NOTE)
+                    yield (charts.front_figure(result, x, y), render.message_html(status, "ok" if done else "info")
+                           + render.front_summary_html(result), result, skip, skip)
+            except PJudgeError as exc:
+                yield skip, render.message_html(str(exc), "error"), skip, skip, skip
+                return
+            finally:  # Stop: the generator is closed at its next token (or an error): no more forwards
+                updates.close()
+            if result is not None:
+                record = records.with_section(record, "front", result, model=lm.describe())
+                yield skip, skip, skip, gr.update(value=records.write_record(record), visible=True), record
+
+    @staticmethod
+    def axis_choices(n_personas) -> list[tuple[str, str]]:
+        """(label, value) of a front axis: each persona's fit, then each independent meter."""
+        labels = LABELS[:max(2, min(MAX_PERSONAS, int(n_personas or 2)))]
+        return [(f"fit under {label}", label) for label in labels] + \
+            [(f"{meter.short} ({name})", name) for name, meter in METERS.items()]
+
+    @classmethod
+    def axes_choices(cls, n_personas):
+        """-> x axis, y axis: the choices for n personas and the meters (A and B stay selected)."""
+        choices = cls.axis_choices(n_personas)
+        return gr.update(choices=choices), gr.update(choices=choices)
+
+    @staticmethod
+    def front_axes(result, x, y):
+        """-> front plot with new axes (no model needed)."""
+        try:
+            return charts.front_figure(result, x, y)
+        except PJudgeError:
+            return gr.skip()
