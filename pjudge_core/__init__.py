@@ -9,13 +9,15 @@
     print(fit.mean)                        # {"A": nats/token, "B": ...}: the model's own opinion
     infer_persona(lm, pairs).best          # the persona preset that best explains a user's pairs
 
-Layers (each a sub-package; lower layers never import higher ones):
-  * `engine`     loading, prompting, sampling, the KV pool and the batched engine, decoders, trace,
-                 run specs, many requests at once, reference decoders
-  * `evaluation` batch runs, reward models, pairwise judge, alignment accuracy, persona fit and
-                 inference, comparisons, reports, benchmark
-  * `cli`        `python -m pjudge_core ...`, a thin layer over the two above
-  * `ui`         what the Gradio app needs that is testable without a browser (HTML, charts, presets)
+Layers (each a sub-package; lower layers never import higher ones, and no module imports itself
+back through another: tests/test_layers.py checks both):
+  * `engine`     loading, prompting, sampling, the methods and their registry, the batched engine
+                 (job, scheduler, KV pool, runner), run specs, many requests at once
+  * `evaluation` scoring, the model as its own judge, outside judges, meters, batch runs, reports
+  * `bench`      speed and exactness of the engine, measured in one process
+  * `cli`        `python -m pjudge_core ...`, a thin layer over the three above
+  * `ui`         the Gradio app below `app.py`: one module per tab, the deployment, serving visitors
+`presets`, `errors` and `paths` sit below them all.
 """
 
 from .engine.api import direct_prompt, generate, persona_judge, stream_direct, stream_generate, stream_persona_judge
@@ -27,9 +29,9 @@ from .engine.settings import DecodeSettings
 from .engine.specs import RunSpec, parse_specs
 from .engine.trace import Result, Step, Stream
 from .errors import InputError, ModelLoadError, PJudgeError
-from .evaluation.compare import compare, stream_compare
-from .evaluation.fit import Fit, persona_fit
-from .evaluation.inference import Inference, infer_persona
+from .evaluation.runs.compare import compare, stream_compare
+from .evaluation.self_judge.fit import Fit, persona_fit
+from .evaluation.self_judge.inference import Inference, infer_persona
 
 __all__ = [
     "BUNDLED", "METHODS", "Batch", "DecodeSettings", "Fit", "Inference", "InputError", "LoadedModel", "ModelLoadError",

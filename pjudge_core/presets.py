@@ -41,8 +41,9 @@ from pydantic import (
 
 from .engine.settings import DecodeSettings
 from .errors import InputError, PJudgeError
+from .paths import PRESETS
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "presets"
+DEFAULT_DIR = PRESETS
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Hardware = Literal["zerogpu", "gpu", "cpu"]  # what a public deployment runs on (see ui/hosting.py)
 HARDWARE: tuple[str, ...] = ("zerogpu", "gpu", "cpu")

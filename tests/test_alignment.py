@@ -8,14 +8,14 @@ import torch
 from conftest import make_tiny_lm
 
 from pjudge_core import InputError, prompt_ids
+from pjudge_core.bench.scoring import format_scoring_report, run_scoring_benchmark
 from pjudge_core.cli import main
-from pjudge_core.evaluation.alignment import (
+from pjudge_core.evaluation.scoring.logprobs import sequence_logprobs, token_logprobs
+from pjudge_core.evaluation.self_judge.alignment import (
     alignment_accuracy,
     judge_capacity,
     load_pairs,
 )
-from pjudge_core.evaluation.benchmark import format_scoring_report, run_scoring_benchmark
-from pjudge_core.evaluation.logprobs import sequence_logprobs, token_logprobs
 
 PERSONAS = ["Explain like I am in elementary school.", "Explain like I have a PhD."]
 

@@ -13,10 +13,10 @@ from conftest import make_tiny_lm, serve_app
 from gradio_client import Client
 
 from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
-from pjudge_core.evaluation.compare import compare
-from pjudge_core.evaluation.fit import persona_fit
-from pjudge_core.evaluation.inference import infer_persona
 from pjudge_core.evaluation.meters import format_number, measure
+from pjudge_core.evaluation.runs.compare import compare
+from pjudge_core.evaluation.self_judge.fit import persona_fit
+from pjudge_core.evaluation.self_judge.inference import infer_persona
 from pjudge_core.ui import insight, lab, render
 
 QUERY = "Describe a sunset."

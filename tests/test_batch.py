@@ -9,9 +9,9 @@ import pytest
 
 from pjudge_core import DecodeSettings, InputError
 from pjudge_core.cli import main
-from pjudge_core.evaluation.batch import record_seed, run_batch
-from pjudge_core.evaluation.records import read_prompts, read_records
-from pjudge_core.evaluation.report import summarize, write_report
+from pjudge_core.evaluation.reports.report import summarize, write_report
+from pjudge_core.evaluation.runs.batch import record_seed, run_batch
+from pjudge_core.evaluation.runs.records import read_prompts, read_records
 from pjudge_core.presets import pair
 
 PREFS = ["Be concise.", "Be imaginative."]

@@ -4,7 +4,7 @@ import pytest
 
 from pjudge_core import BUNDLED, DecodeSettings, direct_prompt, generate, persona_judge
 from pjudge_core.engine.methods import METHODS
-from pjudge_core.evaluation.repetition import repeated_ngram_share
+from pjudge_core.evaluation.meters.repetition import repeated_ngram_share
 from pjudge_core.presets import pair
 from pjudge_core.ui.models import first_run
 

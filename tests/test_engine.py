@@ -10,13 +10,13 @@ import torch
 from conftest import make_tiny_lm
 
 from pjudge_core import DecodeSettings, InputError
+from pjudge_core.bench import batch_check
 from pjudge_core.engine.api import stream_job
 from pjudge_core.engine.engine import MAX_ROWS, Engine
 from pjudge_core.engine.kv import Feed, KVPool
 from pjudge_core.engine.requests import Request, check_rows, generate_many, stream_many
 from pjudge_core.engine.runner import ModelRunner
 from pjudge_core.engine.scheduler import cut_batches, plan_forwards
-from pjudge_core.evaluation import batch_check
 
 QUERIES = ["Describe a sunset", "Be concise and tell me a story about the sea in vivid detail, please.", "Hi",
            "Explain like I am in elementary school why the sea is blue and the sunset is red."]

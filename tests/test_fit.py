@@ -8,9 +8,9 @@ from conftest import make_tiny_lm
 
 from pjudge_core import DecodeSettings, InputError, RunSpec, persona_fit, prompt_ids
 from pjudge_core.cli import main
-from pjudge_core.evaluation.batch import record_seed, run_batch
-from pjudge_core.evaluation.compare import compare, stream_compare
-from pjudge_core.evaluation.fit import answer_fits, summarize_fits
+from pjudge_core.evaluation.runs.batch import record_seed, run_batch
+from pjudge_core.evaluation.runs.compare import compare, stream_compare
+from pjudge_core.evaluation.self_judge.fit import answer_fits, summarize_fits
 
 QUERY = "Describe a sunset over the sea."
 PREFS = ["Be concise.", "Be imaginative and creative."]

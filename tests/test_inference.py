@@ -9,8 +9,10 @@ from conftest import make_tiny_lm
 
 from pjudge_core import InputError, infer_persona, prompt_ids
 from pjudge_core.cli import main
-from pjudge_core.evaluation import prefix_tree
-from pjudge_core.evaluation.inference import (
+from pjudge_core.evaluation.scoring import prefix_tree
+from pjudge_core.evaluation.scoring.logprobs import sequence_logprobs
+from pjudge_core.evaluation.scoring.prefix_tree import prefix_tree_logprobs
+from pjudge_core.evaluation.self_judge.inference import (
     FEEDBACK,
     WRITTEN,
     candidate_texts,
@@ -20,8 +22,6 @@ from pjudge_core.evaluation.inference import (
     sample_users,
     write_preference,
 )
-from pjudge_core.evaluation.logprobs import sequence_logprobs
-from pjudge_core.evaluation.prefix_tree import prefix_tree_logprobs
 from pjudge_core.presets import presets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pytest
 
 from pjudge_core import DecodeSettings, generate
 from pjudge_core.errors import InputError
-from pjudge_core.evaluation.compare import compare
-from pjudge_core.evaluation.fit import persona_fit
-from pjudge_core.evaluation.inference import candidate_texts
+from pjudge_core.evaluation.runs.compare import compare
+from pjudge_core.evaluation.self_judge.fit import persona_fit
+from pjudge_core.evaluation.self_judge.inference import candidate_texts
 from pjudge_core.ui import charts, insight, records, render
 from pjudge_core.ui.tabs.infer import InferTab
 

@@ -12,10 +12,11 @@ import pytest
 from pjudge_core.cli import main
 from pjudge_core.errors import InputError
 from pjudge_core.evaluation import meters as M
-from pjudge_core.evaluation.alignment import load_pairs
-from pjudge_core.evaluation.meter_eval import score_meter_runs, sentiment_agreement, validate_pairs
-from pjudge_core.evaluation.table2 import combinations
-from pjudge_core.evaluation.wins import paired_outcomes, win_rates
+from pjudge_core.evaluation.meters.runs import score_meter_runs
+from pjudge_core.evaluation.meters.validity import sentiment_agreement, validate_pairs
+from pjudge_core.evaluation.reports.table2 import combinations
+from pjudge_core.evaluation.reports.wins import paired_outcomes, win_rates
+from pjudge_core.evaluation.self_judge.alignment import load_pairs
 from pjudge_core.presets import load_presets, presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def two_runs(tmp_path):
 
 
 def test_eval_meters_pools_runs_and_compares_each_persona_with_direct(two_runs, capsys):
-    from pjudge_core.evaluation.records import load_records
+    from pjudge_core.evaluation.runs.records import load_records
 
     result = score_meter_runs([(str(p), load_records(p)) for p in two_runs])
     concise, detailed = result["wins"]["concise"]["persona-judge"], result["wins"]["detailed"]["persona-judge"]
@@ -299,7 +300,7 @@ def test_table2_on_the_bundled_model(bundled_lm, tmp_path):
     and the table's words cell is the count of the records' own word comparisons."""
     from pjudge_core import DecodeSettings
     from pjudge_core.cli.table2 import reproduce
-    from pjudge_core.evaluation.records import load_records, read_prompts
+    from pjudge_core.evaluation.runs.records import load_records, read_prompts
 
     combos = combinations("elementary+concise+friendly,PhD+detailed+unfriendly")
     result = reproduce(bundled_lm, read_prompts(ROOT / "data" / "koala_eval_50.json")[:2], tmp_path, combos=combos,

@@ -7,9 +7,9 @@ import pytest
 
 from pjudge_core import DecodeSettings
 from pjudge_core.errors import InputError
-from pjudge_core.evaluation.compare import compare
-from pjudge_core.evaluation.fit import persona_fit
 from pjudge_core.evaluation.meters import measure
+from pjudge_core.evaluation.runs.compare import compare
+from pjudge_core.evaluation.self_judge.fit import persona_fit
 from pjudge_core.ui import charts, render
 from pjudge_core.ui.tabs.did_it_work import DidItWorkTab
 

@@ -14,7 +14,7 @@ from pjudge_core import (
     prompt_text,
     stream_generate,
 )
-from pjudge_core.evaluation.batch_check import persona_counts
+from pjudge_core.bench.batch_check import persona_counts
 
 QUERY = "Describe a sunset"
 PREFS = ["Be concise.", "Be imaginative.", "Be funny.", "Be formal."]

@@ -6,8 +6,8 @@ import pytest
 
 from pjudge_core import InputError
 from pjudge_core.cli import main
-from pjudge_core.evaluation.pairwise import judge_win_rate
-from pjudge_core.evaluation.records import load_records
+from pjudge_core.evaluation.judges.pairwise import judge_win_rate
+from pjudge_core.evaluation.runs.records import load_records
 
 
 def test_judge_win_rate_both_orders(tiny_lm, records_file):

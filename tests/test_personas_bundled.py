@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from pjudge_core import infer_persona, persona_fit, prompt_ids
-from pjudge_core.evaluation.alignment import SAMPLE_PAIRS, alignment_accuracy, load_pairs
-from pjudge_core.evaluation.inference import load_candidates, load_users
-from pjudge_core.evaluation.logprobs import sequence_logprobs
+from pjudge_core.evaluation.scoring.logprobs import sequence_logprobs
+from pjudge_core.evaluation.self_judge.alignment import SAMPLE_PAIRS, alignment_accuracy, load_pairs
+from pjudge_core.evaluation.self_judge.inference import load_candidates, load_users
 
 ROOT = Path(__file__).resolve().parents[1]
 ELEMENTARY = "Generate a response that can be easily understood by an elementary school student."

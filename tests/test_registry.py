@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from pjudge_core import DecodeSettings, InputError, Request, RunSpec, generate, generate_many
+from pjudge_core.bench import batch_check
 from pjudge_core.engine.methods import METHODS, Method, Panel, method_named, register, unregister
 from pjudge_core.engine.methods.direct import direct_steps
 from pjudge_core.engine.prompting import prompt_ids
-from pjudge_core.evaluation import batch_check
 from pjudge_core.ui import lab
 from pjudge_core.ui.access import Access
 from pjudge_core.ui.form import read_form

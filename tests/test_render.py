@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from pjudge_core import persona_judge
+from pjudge_core.engine.personas import LABELS
 from pjudge_core.engine.trace import Step
-from pjudge_core.ui import about, charts, records, render
+from pjudge_core.ui import charts, records, render
+from pjudge_core.ui.tabs import about
 
 EVIL = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "' onmouseover='alert(1)", "a & b"]
 
@@ -153,7 +155,7 @@ def test_the_page_the_charts_and_the_about_text_agree_on_every_colour():
     for decision, var in (("accepted", "pj-acc"), ("resampled", "pj-res"), ("bonus", "pj-bon")):
         assert css_colour(var) == charts.COLORS[decision].lower(), decision
     hues = {"orange": (20, 45), "purple": (255, 290), "teal": (160, 190), "pink": (320, 350)}
-    assert tuple(about.PERSONA_COLOURS) == render.PERSONA_LABELS
+    assert tuple(about.PERSONA_COLOURS) == LABELS
     for label, word in about.PERSONA_COLOURS.items():
         colour = css_colour(f"pj-{label.lower()}")
         assert colour == charts.DRAFTER_COLORS[label].lower(), label

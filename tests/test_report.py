@@ -5,8 +5,8 @@ import json
 from conftest import save_reward_model
 
 from pjudge_core.cli import main
-from pjudge_core.evaluation.records import load_records
-from pjudge_core.evaluation.report import summarize
+from pjudge_core.evaluation.reports.report import summarize
+from pjudge_core.evaluation.runs.records import load_records
 
 
 def test_report(tmp_path, records_file, capsys):

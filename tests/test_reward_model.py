@@ -8,13 +8,13 @@ import torch
 from conftest import save_reward_model
 
 from pjudge_core.cli import main
-from pjudge_core.evaluation.records import load_records
-from pjudge_core.evaluation.reward_model import (
+from pjudge_core.evaluation.judges.reward_model import (
     _reward_vector,
     load_reward_model,
     reward_scores,
     score_rm,
 )
+from pjudge_core.evaluation.runs.records import load_records
 
 
 def test_rm_cli_llama(tmp_path, records_file, capsys):

@@ -11,8 +11,8 @@ import pytest
 
 from pjudge_core import InputError
 from pjudge_core.cli import main
-from pjudge_core.evaluation import alignment
-from pjudge_core.evaluation.sharding import Processes, ShardedMap, partial_path, score_all
+from pjudge_core.evaluation.runs.sharding import Processes, ShardedMap, partial_path, score_all
+from pjudge_core.evaluation.self_judge import alignment
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONAS = ["Explain like I am in elementary school.", "Explain like I have a PhD."]

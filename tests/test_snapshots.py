@@ -22,7 +22,7 @@ from gradio_client import Client
 
 from pjudge_core import DecodeSettings, generate
 from pjudge_core.cli import build_parser
-from pjudge_core.evaluation.batch import run_batch
+from pjudge_core.evaluation.runs.batch import run_batch
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 UPDATE = os.environ.get("PJUDGE_UPDATE_SNAPSHOTS") == "1"

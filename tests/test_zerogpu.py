@@ -29,8 +29,8 @@ from test_app_api import DOWNLOAD, FRONT_ARGS, MESSAGE, PANEL, PREF_A, PREF_B, Q
 from zerogpu_standin import StandIn
 
 from pjudge_core import DecodeSettings, direct_prompt, persona_judge
-from pjudge_core.evaluation.compare import compare
-from pjudge_core.evaluation.inference import infer_persona
+from pjudge_core.evaluation.runs.compare import compare
+from pjudge_core.evaluation.self_judge.inference import infer_persona
 from pjudge_core.ui import insight
 from pjudge_core.ui.access import Access
 from pjudge_core.ui.deployment import Deployment, prepare_for_forks

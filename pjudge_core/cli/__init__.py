@@ -14,7 +14,7 @@ import os
 import sys
 
 from ..errors import PJudgeError
-from ..evaluation import sharding
+from ..evaluation.runs import sharding
 from . import batch, bench, evaluate, generate, personas, table2
 
 

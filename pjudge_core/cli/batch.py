@@ -10,9 +10,9 @@ from ..engine.engine import DEFAULT_ROWS, MAX_ROWS
 from ..engine.requests import check_rows
 from ..engine.specs import parse_specs
 from ..errors import InputError
-from ..evaluation.batch import DEFAULT_SPECS, run_batch
-from ..evaluation.records import read_prompts
-from ..evaluation.sharding import Processes
+from ..evaluation.runs.batch import DEFAULT_SPECS, run_batch
+from ..evaluation.runs.records import read_prompts
+from ..evaluation.runs.sharding import Processes
 from .args import (
     add_decode_arguments,
     add_model_arguments,

@@ -9,19 +9,13 @@ import argparse
 import json
 import sys
 
+from ..bench.batch_check import check_batched, format_check, mixed_requests
+from ..bench.batched import format_batched_report, run_batched_benchmark
+from ..bench.decoding import format_report, run_benchmark, run_quantization_benchmark
+from ..bench.scoring import format_scoring_report, run_scoring_benchmark
 from ..engine.loading import load_model
 from ..engine.requests import check_rows
-from ..evaluation.alignment import SAMPLE_PAIRS, load_pairs
-from ..evaluation.batch_check import check_batched, format_check, mixed_requests
-from ..evaluation.benchmark import (
-    format_batched_report,
-    format_report,
-    format_scoring_report,
-    run_batched_benchmark,
-    run_benchmark,
-    run_quantization_benchmark,
-    run_scoring_benchmark,
-)
+from ..evaluation.self_judge.alignment import SAMPLE_PAIRS, load_pairs
 from .args import add_model_arguments, load_from_args
 
 

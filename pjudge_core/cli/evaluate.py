@@ -13,16 +13,16 @@ from pathlib import Path
 from ..engine.loading import load_model
 from ..engine.methods import BASELINE
 from ..errors import InputError
-from ..evaluation.alignment import (
+from ..evaluation.judges.pairwise import judge_win_rate
+from ..evaluation.judges.reward_model import load_reward_model, score_rm
+from ..evaluation.reports.report import write_report
+from ..evaluation.runs.records import load_records
+from ..evaluation.self_judge.alignment import (
     SHORT_PERSONA,
     alignment_accuracy,
     default_pairs_file,
     load_pairs,
 )
-from ..evaluation.pairwise import judge_win_rate
-from ..evaluation.records import load_records
-from ..evaluation.report import write_report
-from ..evaluation.reward_model import load_reward_model, score_rm
 from . import meters, personas, sharded
 from .args import add_model_arguments, add_scoring_arguments, progress_bar
 from .output import add_output_arguments, interval, write_json

@@ -9,11 +9,12 @@ import json
 
 from ..engine.methods import BASELINE
 from ..errors import InputError
-from ..evaluation.alignment import default_pairs_file, load_pairs
-from ..evaluation.meter_eval import score_meter_runs, sentiment_agreement, validate_pairs
 from ..evaluation.meters import METERS, NOTE, measure
-from ..evaluation.records import load_records
-from ..evaluation.wins import win_cell
+from ..evaluation.meters.runs import score_meter_runs
+from ..evaluation.meters.validity import sentiment_agreement, validate_pairs
+from ..evaluation.reports.wins import win_cell
+from ..evaluation.runs.records import load_records
+from ..evaluation.self_judge.alignment import default_pairs_file, load_pairs
 from .output import interval, write_json
 
 

@@ -12,9 +12,10 @@ import json
 
 from ..engine.methods import BASELINE
 from ..errors import InputError
-from ..evaluation.alignment import default_pairs_file
-from ..evaluation.fit import NOTE, run_preferences, score_fit_records
-from ..evaluation.inference import (
+from ..evaluation.runs.records import load_records
+from ..evaluation.self_judge.alignment import default_pairs_file
+from ..evaluation.self_judge.fit import NOTE, run_preferences, score_fit_records
+from ..evaluation.self_judge.inference import (
     candidate_texts,
     infer_persona,
     inference_accuracy,
@@ -22,7 +23,6 @@ from ..evaluation.inference import (
     load_users,
     sample_users,
 )
-from ..evaluation.records import load_records
 from . import sharded
 from .args import add_model_arguments, add_scoring_arguments, load_from_args
 from .output import add_output_arguments, interval

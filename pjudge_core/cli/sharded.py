@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..engine.loading import LoadedModel
-from ..evaluation.sharding import Processes, ShardedMap
+from ..evaluation.runs.sharding import Processes, ShardedMap
 from .args import load_from_args, progress_bar
 from .output import write_json
 

@@ -25,17 +25,18 @@ from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec, parse_specs
 from ..errors import InputError
-from ..evaluation.batch import run_batch
-from ..evaluation.fit import BASELINE, score_fit_records
-from ..evaluation.pairwise import judge_win_rate
-from ..evaluation.records import load_records, read_prompts
-from ..evaluation.report import write_report
-from ..evaluation.table2 import combinations, slug
+from ..evaluation.judges.pairwise import judge_win_rate
+from ..evaluation.reports.report import write_report
+from ..evaluation.reports.table2 import combinations, slug
+from ..evaluation.runs.batch import run_batch
+from ..evaluation.runs.records import load_records, read_prompts
+from ..evaluation.self_judge.fit import BASELINE, score_fit_records
+from ..paths import DATA
 from ..presets import model_preset, presets
 from .args import DEFAULTS, add_decode_arguments, add_model_arguments, load_from_args
 from .output import write_json
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "koala_eval_50.json"
+DEFAULT_PROMPTS = DATA / "koala_eval_50.json"
 
 
 def settings(args: argparse.Namespace) -> DecodeSettings:

@@ -21,9 +21,9 @@ from plotly.subplots import make_subplots
 
 from ..engine.trace import Step
 from ..errors import InputError
-from ..evaluation.fit import Fit
-from ..evaluation.fit_report import fit_scatter
 from ..evaluation.meters import METERS, measure
+from ..evaluation.reports.fit_report import fit_scatter
+from ..evaluation.self_judge.fit import Fit
 from ..evaluation.stats import mean_interval
 
 COLORS = {"accepted": "#2e9e5b", "resampled": "#d9534f", "bonus": "#3b7dd8", "sampled": "#888888"}

@@ -23,11 +23,12 @@ from pathlib import Path
 
 from ..engine.trace import Result
 from ..errors import InputError
-from ..evaluation.alignment import SAMPLE_PAIRS
-from ..evaluation.fit import Fit, answer_fits
-from ..evaluation.inference import FEEDBACK, PAIR_FIELDS, check_pairs, load_candidates, load_users
+from ..evaluation.self_judge.alignment import SAMPLE_PAIRS
+from ..evaluation.self_judge.fit import Fit, answer_fits
+from ..evaluation.self_judge.inference import FEEDBACK, PAIR_FIELDS, check_pairs, load_candidates, load_users
+from ..paths import DATA
 
-PSOUPS_CANDIDATES = Path(__file__).resolve().parents[2] / "data" / "psoups_candidates.json"
+PSOUPS_CANDIDATES = DATA / "psoups_candidates.json"
 CANDIDATE_KINDS = {"psoups": "the 6 P-Soups personas", "presets": "every persona preset"}
 MAX_PAIRS = 100  # more example pairs than anyone types; keeps one click's scoring bounded
 

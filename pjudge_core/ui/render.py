@@ -14,7 +14,7 @@ from ..engine.personas import LABELS
 from ..engine.sampling import DECISIONS
 from ..engine.trace import Step
 from ..evaluation.meters import METERS, format_number, format_value
-from ..evaluation.repetition import repeated_ngram_share
+from ..evaluation.meters.repetition import repeated_ngram_share
 
 
 def esc(value) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from ..engine.methods import method_named
 from ..engine.specs import RunSpec
 from ..errors import PJudgeError
-from ..evaluation.inference import candidate_texts
+from ..evaluation.self_judge.inference import candidate_texts
 from ..presets import model_preset
 from . import insight
 from .access import Access

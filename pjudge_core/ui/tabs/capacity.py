@@ -11,7 +11,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ...errors import PJudgeError
-from ...evaluation.alignment import judge_capacity
+from ...evaluation.self_judge.alignment import judge_capacity
 from .. import render
 from ..fields import raw
 from ..form import number

@@ -22,9 +22,9 @@ from ...engine.methods import method_named
 from ...engine.personas import MAX_PERSONAS
 from ...engine.settings import DecodeSettings
 from ...errors import PJudgeError
-from ...evaluation.fit import NOTE
 from ...evaluation.meters import NOTE as METERS_NOTE
 from ...evaluation.meters import measure
+from ...evaluation.self_judge.fit import NOTE
 from .. import charts, insight, lab, records, render
 from ..fields import raw
 from ..form import FIELDS, LabForm, read_form, takes_form

@@ -19,9 +19,9 @@ import gradio as gr
 
 from ...engine.personas import LABELS, MAX_PERSONAS
 from ...errors import InputError, PJudgeError
-from ...evaluation.compare import stream_compare
-from ...evaluation.fit import NOTE
 from ...evaluation.meters import METERS
+from ...evaluation.runs.compare import stream_compare
+from ...evaluation.self_judge.fit import NOTE
 from .. import charts, records, render
 from ..fields import raw
 from ..form import FRONT_FIELDS, number, read_form, takes_form

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ...errors import PJudgeError
-from ...evaluation.inference import infer_persona, preset_names
+from ...evaluation.self_judge.inference import infer_persona, preset_names
 from .. import insight, records, render
 from ..fields import raw
 from ..models import quantize_option

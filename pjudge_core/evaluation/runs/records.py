@@ -17,8 +17,8 @@ import json
 import os
 from pathlib import Path
 
-from ..engine.methods import BASELINE, DEFAULT_METHOD
-from ..errors import InputError
+from ...engine.methods import BASELINE, DEFAULT_METHOD
+from ...errors import InputError
 
 DEFAULT_PAIR = (DEFAULT_METHOD, BASELINE)  # the paper's comparison
 

@@ -26,11 +26,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..engine.prompting import prompt_ids
-from ..errors import InputError
-from .logprobs import fits_context, sequence_logprobs
-from .sharding import score_all
-from .stats import wilson
+from ...engine.prompting import prompt_ids
+from ...errors import InputError
+from ...paths import DATA
+from ..runs.sharding import score_all
+from ..scoring.logprobs import fits_context, sequence_logprobs
+from ..stats import wilson
 
 
 def load_pairs(path: str | os.PathLike, *, limit: int | None = None, seed: int | None = None) -> list[dict]:
@@ -146,8 +147,7 @@ def _accuracy(outcomes: list[str]) -> dict:
 
 # --------------------------------------------------------------------------- judge capacity (the app's panel)
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_PAIRS = REPO / "data" / "psoups_student_phd_sample.json"
+SAMPLE_PAIRS = DATA / "psoups_student_phd_sample.json"
 SHORT_PERSONA = {
     "Generate a response that can be easily understood by an elementary school student.": "elementary school",
     "Generate a response that only a PhD Student in that specific field could understand.": "PhD",

@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import InputError
-from ..presets import presets
+from ...errors import InputError
+from ...presets import presets
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,6 @@ METERS: dict[str, Meter] = {m.name: m for m in (
     Meter("vader_compound", "sentiment", "VADER sentiment",
           "VADER's compound sentiment, −1 (negative) to +1 (positive)", 2, signed=True),
 )}
-DIRECTIONS = ("higher", "lower")
 NOTE = ("Meters are computed by textstat and VADER, independent of any language model; English only. "
         "They measure reading level, length and sentiment, not whether a reader would call the answer "
         "simple, concise or friendly.")

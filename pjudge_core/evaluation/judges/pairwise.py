@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import InputError
-from .records import pair_specs, spec_key
-from .stats import wilson
+from ...errors import InputError
+from ..runs.records import pair_specs, spec_key
+from ..stats import wilson
 
 JUDGE_TEMPLATE = (
     "You compare two responses to the same request. Aspect to judge: {aspect}\n\n"

@@ -24,11 +24,11 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from ..errors import InputError
-from ..presets import presets
-from .fit import BASELINE
-from .meter_eval import score_meter_runs
-from .meters import METERS
+from ...errors import InputError
+from ...presets import presets
+from ..meters import METERS
+from ..meters.runs import score_meter_runs
+from ..self_judge.fit import BASELINE
 from .wins import paired_outcomes, win_cell, win_table
 
 DIMENSIONS = (("elementary", "PhD"), ("concise", "detailed"), ("friendly", "unfriendly"))

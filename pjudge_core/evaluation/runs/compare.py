@@ -27,14 +27,14 @@ import queue
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from ..engine.engine import DEFAULT_ROWS, Engine, follow
-from ..engine.personas import labelled
-from ..engine.requests import check_rows
-from ..engine.settings import DecodeSettings
-from ..engine.specs import RunSpec, parse_specs
-from ..errors import InputError
+from ...engine.engine import DEFAULT_ROWS, Engine, follow
+from ...engine.personas import labelled
+from ...engine.requests import check_rows
+from ...engine.settings import DecodeSettings
+from ...engine.specs import RunSpec, parse_specs
+from ...errors import InputError
+from ..self_judge.fit import BASELINE, NOTE, answer_fits, summarize_fits
 from .batch import DEFAULT_SPECS, record_seed
-from .fit import BASELINE, NOTE, answer_fits, summarize_fits
 
 
 def _plan(lm, query, preferences, specs, samples, settings) -> tuple[dict, list[RunSpec], DecodeSettings, int]:

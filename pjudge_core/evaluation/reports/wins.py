@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from .stats import wilson
+from ..stats import wilson
 
 TIE_TOLERANCE = 1e-9  # equal up to float rounding: the same text scores the same
 

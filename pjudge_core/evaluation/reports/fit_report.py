@@ -14,8 +14,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from ..errors import InputError
-from .fit import NOTE
+from ...errors import InputError
+from ..self_judge.fit import NOTE
 
 REQUIRED = ("labels", "preferences", "by_spec", "beats_baseline", "scores")
 

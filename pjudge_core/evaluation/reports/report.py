@@ -19,10 +19,10 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..engine.methods import BASELINE, DEFAULT_METHOD
-from ..errors import InputError
+from ...engine.methods import BASELINE, DEFAULT_METHOD
+from ...errors import InputError
+from ..runs.records import load_records, spec_key, specs_in
 from .fit_report import check_fit_scores, fit_axes, fit_markdown, fit_scatter
-from .records import load_records, spec_key, specs_in
 from .table2 import signal_tables, tables_figure, tables_markdown
 
 KINDS = ("rm", "judge", "align-acc", "fit")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import InputError
+from ...errors import InputError
 from .prefix_tree import BATCH_SIZE as TREE_BATCH_SIZE
 from .prefix_tree import Item, prefix_tree_logprobs, prefix_tree_token_logprobs
 

@@ -34,15 +34,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..engine.methods import BASELINE  # the run spec every other spec is compared with
-from ..engine.personas import labelled
-from ..engine.prompting import prompt_ids
-from ..engine.trace import IncrementalDetokenizer
-from ..errors import InputError
-from .logprobs import fits_context, token_logprobs
-from .records import spec_key
-from .sharding import score_all
-from .stats import mean_interval, wilson
+from ...engine.methods import BASELINE  # the run spec every other spec is compared with
+from ...engine.personas import labelled
+from ...engine.prompting import prompt_ids
+from ...engine.trace import IncrementalDetokenizer
+from ...errors import InputError
+from ..runs.records import spec_key
+from ..runs.sharding import score_all
+from ..scoring.logprobs import fits_context, token_logprobs
+from ..stats import mean_interval, wilson
 
 NOTE = ("Persona fit is the scoring model's own opinion (log p(y | x, persona) − log p(y | x) per token), "
         "not a human judgement; when the same model wrote the answers it is partly circular.")

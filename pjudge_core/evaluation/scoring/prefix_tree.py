@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from ..engine.runner import plain_head, project_to_vocabulary
-from ..engine.scheduler import FORWARD_OVERHEAD, cut_batches  # a forward's fixed cost, in positions
-from ..errors import InputError
+from ...engine.runner import plain_head, project_to_vocabulary
+from ...engine.scheduler import FORWARD_OVERHEAD, cut_batches  # a forward's fixed cost, in positions
+from ...errors import InputError
 
 Item = tuple[Sequence[int], Sequence[int]]
 INLINE_LIMIT = 16

@@ -30,13 +30,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..engine.engine import DEFAULT_ROWS, Engine
-from ..engine.methods import DEFAULT_SPECS
-from ..engine.personas import labelled
-from ..engine.requests import check_rows
-from ..engine.settings import DecodeSettings
-from ..engine.specs import RunSpec, parse_specs
-from ..errors import InputError
+from ...engine.engine import DEFAULT_ROWS, Engine
+from ...engine.methods import DEFAULT_SPECS
+from ...engine.personas import labelled
+from ...engine.requests import check_rows
+from ...engine.settings import DecodeSettings
+from ...engine.specs import RunSpec, parse_specs
+from ...errors import InputError
 from .records import read_records, spec_key
 from .sharding import Processes
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ..engine.loading import first_line, resolve_device, resolve_dtype
-from ..errors import InputError, ModelLoadError
-from .records import pair_specs, spec_key
-from .stats import mean_interval, paired_difference
+from ...engine.loading import first_line, resolve_device, resolve_dtype
+from ...errors import InputError, ModelLoadError
+from ..runs.records import pair_specs, spec_key
+from ..stats import mean_interval, paired_difference
 
 
 def load_reward_model(name: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from ..engine.loading import resolve_device
-from ..errors import InputError
+from ...engine.loading import resolve_device
+from ...errors import InputError
 
 PARTIAL_SUFFIX = ".partial.jsonl"
 

@@ -38,15 +38,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.api import generate
-from ..engine.prompting import prompt_ids
-from ..engine.settings import DecodeSettings
-from ..errors import InputError
-from ..presets import presets
-from .logprobs import fits_context
-from .prefix_tree import common_prefix_length, prefix_tree_logprobs
-from .sharding import score_all
-from .stats import wilson
+from ...engine.api import generate
+from ...engine.prompting import prompt_ids
+from ...engine.settings import DecodeSettings
+from ...errors import InputError
+from ...presets import presets
+from ..runs.sharding import score_all
+from ..scoring.logprobs import fits_context
+from ..scoring.prefix_tree import common_prefix_length, prefix_tree_logprobs
+from ..stats import wilson
 
 FEEDBACK = "Pair-wise Comparative Feedback"
 TRUTH = "ground_truth_persona"
