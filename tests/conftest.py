@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import socket
+from pathlib import Path
 
 # Tests never reach a model hub; set before huggingface_hub reads it at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +26,8 @@ from transformers import (
 )
 
 from pjudge_core import LoadedModel, load_model
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -5,9 +5,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from pjudge_core.cli import main
 from pjudge_core.errors import InputError
@@ -19,7 +19,6 @@ from pjudge_core.evaluation.reports.wins import paired_outcomes, win_rates
 from pjudge_core.evaluation.self_judge.alignment import load_pairs
 from pjudge_core.presets import load_presets, presets
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "psoups_student_phd_sample.json"
 PSOUPS = {"elementary": ("flesch_kincaid_grade", "lower"), "PhD": ("flesch_kincaid_grade", "higher"),
           "concise": ("words", "lower"), "detailed": ("words", "higher"),

@@ -5,11 +5,11 @@ judge's distribution, and the test tells it from the drafter's). Slow: the model
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from test_exactness import ALPHA, goodness_of_fit, total_variation, warp
 
 import pjudge_core.engine.loading as loading
@@ -17,7 +17,6 @@ from pjudge_core import DecodeSettings, generate, load_model, prompt_ids
 from pjudge_core.engine.methods import METHODS
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 QUERY = "Describe a sunset."
 FRENCH, ENGLISH = "Always answer in French.", "Always answer in English."  # first tokens differ: TV ≈ 0.8
 

@@ -1,11 +1,10 @@
 """Persona inference from example pairs: scores, pairs files, `infer` and `eval infer-acc`."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_lm
+from conftest import ROOT, make_tiny_lm
 
 from pjudge_core import InputError, infer_persona, prompt_ids
 from pjudge_core.cli import main
@@ -24,7 +23,6 @@ from pjudge_core.evaluation.self_judge.inference import (
 )
 from pjudge_core.presets import presets
 
-ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = ["Be concise.", "Explain like I have a PhD.", "Be imaginative and creative, with vivid detail."]
 PAIRS = [
     {"prompt": "Describe a sunset.", "chosen": "A warm sunset over the sea.", "rejected": "A cold, bold sea."},

@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import ROOT
 from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
 import pjudge_core.engine.hub as hub
 from pjudge_core import persona_judge
 
-ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
 
 

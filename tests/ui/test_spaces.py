@@ -7,16 +7,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from huggingface_hub import SpaceHardware
 
 from pjudge_core.presets import model_presets
 
-ROOT = Path(__file__).resolve().parents[1]
 # hub-docs docs/hub/spaces-zerogpu.md, "Supported Versions" (huggingface/hub-docs 242f4a1, August 2026)
 ZEROGPU_PYTHON = ("3.12.12", "3.10.13")
 ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
@@ -98,7 +97,7 @@ def test_on_zerogpu_the_app_imports_spaces_first_then_loads_every_offered_model(
 import sys
 EVENTS = []
 sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT / 'tests')!r}]
-from conftest import make_tiny_lm
+from conftest import ROOT, make_tiny_lm
 import pjudge_core.ui.models as models
 models.load_model = lambda name, quantize=None, **kw: EVENTS.append(("load", name, quantize, kw)) or make_tiny_lm()
 import app

@@ -5,9 +5,9 @@ import html
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from pjudge_core import persona_judge
 from pjudge_core.engine.personas import LABELS
@@ -134,7 +134,7 @@ def test_record_is_compact_json_with_every_panel(pj, tmp_path):
 
 # --------------------------------------------------------------------------- the About tab and "Did it work?"
 
-CSS = (Path(__file__).resolve().parent.parent / "assets" / "style.css").read_text(encoding="utf-8")
+CSS = (ROOT / "assets" / "style.css").read_text(encoding="utf-8")
 
 
 def test_the_about_legend_uses_only_classes_the_stylesheet_defines():

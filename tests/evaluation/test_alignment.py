@@ -1,14 +1,12 @@
 """AlignX alignment accuracy and the app's judge capacity, on a tiny model."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_lm
+from conftest import ROOT, make_tiny_lm
 
 from pjudge_core import InputError, prompt_ids
-from pjudge_core.bench.scoring import format_scoring_report, run_scoring_benchmark
 from pjudge_core.cli import main
 from pjudge_core.evaluation.scoring.logprobs import sequence_logprobs, token_logprobs
 from pjudge_core.evaluation.self_judge.alignment import (
@@ -77,21 +75,6 @@ def test_alignment_accuracy_with_and_without_sharing_agrees(tiny_lm, pairs):
     assert shared["accuracy"] == flat["accuracy"]
 
 
-def test_the_scoring_benchmark_compares_shared_and_flat_in_one_process(tiny_lm, tiny_folder, pairs, tmp_path, capsys):
-    report = run_scoring_benchmark(tiny_lm, pairs, repeats=1)
-    assert report["pairs"] == 10 and set(report["pairs_per_second"]) == {"shared", "flat"}
-    assert report["max_reward_difference"] < 1e-4 and report["same_outcomes"]
-    shared, flat = report["per_run"]["shared"], report["per_run"]["flat"]
-    assert shared["tokens"] < flat["tokens"] and shared["positions"] < flat["positions"]  # each prompt fed once
-    assert report["ratios"]["pairs/s shared / flat"] > 0
-    assert "pairs/s shared / flat" in format_scoring_report(report)
-    path = tmp_path / "pairs.json"
-    path.write_text(json.dumps(pairs))
-    assert main(["bench-scoring", "--pairs-file", str(path), "--pairs", "3", "--repeats", "1", "--model", tiny_folder,
-                 "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["pairs"] == 3
-
-
 def test_swap_gives_one_minus_accuracy(tiny_lm, pairs):
     result = alignment_accuracy(tiny_lm, pairs, batch_size=3)
     swapped = alignment_accuracy(tiny_lm, [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs],
@@ -131,7 +114,7 @@ def test_align_acc_cli_and_capacity(tiny_lm, tiny_folder, tmp_path, pairs, capsy
 
 
 def test_the_shipped_sample_holds_60_users_with_their_pairs_and_profiles():
-    sample = Path(__file__).resolve().parents[1] / "data" / "psoups_student_phd_sample.json"
+    sample = ROOT / "data" / "psoups_student_phd_sample.json"
     pairs = load_pairs(sample)
     assert len(pairs) == 60 and len({p["ground_truth_persona"] for p in pairs}) == 2
     users = json.loads(sample.read_text())

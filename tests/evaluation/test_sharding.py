@@ -5,16 +5,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from pjudge_core import InputError
 from pjudge_core.cli import main
 from pjudge_core.evaluation.runs.sharding import Processes, ShardedMap, partial_path, score_all
 from pjudge_core.evaluation.self_judge import alignment
 
-ROOT = Path(__file__).resolve().parents[1]
 PERSONAS = ["Explain like I am in elementary school.", "Explain like I have a PhD."]
 CANDIDATES = ["Be concise.", "Explain like I have a PhD.", "Be imaginative and creative, with vivid detail."]
 PREFS = {"A": "Be concise.", "B": "Be imaginative and creative."}

@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_lm, serve_app
+from conftest import ROOT, make_tiny_lm, serve_app
 
 import app
 
 CHROMIUM = os.environ.get("PJUDGE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+ARTIFACTS = ROOT / "artifacts"
 
 pytestmark = pytest.mark.browser
 FORWARDS: list[float] = []  # forward passes of the "tiny-slow" model
@@ -224,7 +224,15 @@ def test_add_personas_tick_methods_and_watch_them_stream_together(server, browse
     page.close()
 
 
-def test_the_page_stays_responsive_with_four_panels_of_256_tokens(server, browser, capsys):
+# A click answered within this while four panels stream 256 tokens each: measured 0.13-0.18 s on 2 cores
+# (docs/benchmarks.md), an order of magnitude of margin for a busy machine.
+RESPONSIVE_S = 2.0
+# The bundled model's first Persona-judge token on screen after Run: measured 2.2 s on a quiet 2-core
+# machine and 3.7 s with a test run beside it (docs/benchmarks.md).
+FIRST_TOKEN_S = 8.0
+
+
+def test_a_click_is_answered_within_2_s_while_four_panels_stream_256_tokens(server, browser, capsys):
     page = open_page(browser, server)
     choose(page, "model-select", "tiny-test", custom=True)
     tick(page, "fusion")
@@ -243,6 +251,7 @@ def test_the_page_stays_responsive_with_four_panels_of_256_tokens(server, browse
     with capsys.disabled():
         print(f"\naccordion opened {opened:.2f} s after the click, mid-run={running}; tokens {counts}")
     assert running, "the run ended before the page was tried; the check proved nothing"
+    assert opened < RESPONSIVE_S, f"the accordion opened {opened:.2f} s after the click"
     assert all(c > 20 for c in counts)
     page.close()
 
@@ -542,7 +551,7 @@ def screenshot_tabs(page, name):
 
 
 @pytest.mark.slow
-def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
+def test_the_bundled_models_first_token_is_on_screen_within_8_s_and_screenshots(server, browser, capsys):
     ARTIFACTS.mkdir(exist_ok=True)
     page = open_page(browser, server)
     choose(page, "model-select", "bundled", custom=True)
@@ -567,6 +576,7 @@ def test_bundled_first_tokens_fast_and_screenshots(server, browser, capsys):
     with capsys.disabled():
         print(f"\nfirst tokens on screen: Persona-judge {pj_first:.2f} s, both panels {both_first:.2f} s after Run; "
               f"front of 4 x 2 answers of 32 tokens {front_s:.1f} s; inference of one user {infer_s:.1f} s")
+    assert pj_first < FIRST_TOKEN_S and both_first < FIRST_TOKEN_S, (pj_first, both_first)
     open_tab(page, "Judge capacity")
     set_slider(page, "capacity-n", 20)
     page.locator("#capacity-btn").click()

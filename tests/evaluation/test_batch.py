@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from pjudge_core import DecodeSettings, InputError
 from pjudge_core.cli import main
@@ -49,7 +49,7 @@ def test_read_formats(tmp_path, prompts_file):
 
 
 def test_the_shipped_koala_prompts_read():
-    prompts = read_prompts(Path(__file__).resolve().parents[1] / "data" / "koala_eval_50.json")
+    prompts = read_prompts(ROOT / "data" / "koala_eval_50.json")
     assert len(prompts) == 50 and len({p["id"] for p in prompts}) == 50 and all(p["prompt"].strip() for p in prompts)
 
 
@@ -231,7 +231,7 @@ def test_cli_batch_and_errors(tiny_folder, tmp_path, prompts_file, capsys):
 
 @pytest.mark.slow
 def test_bundled_batch_and_report_end_to_end(bundled_lm, tmp_path):
-    koala = Path(__file__).resolve().parents[1] / "data" / "koala_eval_50.json"
+    koala = ROOT / "data" / "koala_eval_50.json"
     prompts = read_prompts(koala)[:2]
     out = tmp_path / "bundled.jsonl"
     run_batch(bundled_lm, prompts, ["Be concise.", "Be friendly."], out, settings=DecodeSettings(max_new_tokens=16, seed=0),

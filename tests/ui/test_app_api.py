@@ -6,10 +6,9 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import make_tiny_lm, serve_app
+from conftest import ROOT, make_tiny_lm, serve_app
 from gradio_client import Client
 
 from pjudge_core import DecodeSettings, direct_prompt, generate, persona_judge
@@ -71,7 +70,7 @@ def test_importing_the_app_and_building_the_page_loads_no_model():
         "assert not app.MODELS.models and not app.MODELS.registered and not app.MODELS.preloaded\n"
         "print('ok')\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(root)))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

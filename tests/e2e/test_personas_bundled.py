@@ -1,16 +1,15 @@
 """Persona inference and persona fit end to end on the bundled SmolLM2-135M-Instruct (offline). Slow."""
 
 import math
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from pjudge_core import infer_persona, persona_fit, prompt_ids
 from pjudge_core.evaluation.scoring.logprobs import sequence_logprobs
 from pjudge_core.evaluation.self_judge.alignment import SAMPLE_PAIRS, alignment_accuracy, load_pairs
 from pjudge_core.evaluation.self_judge.inference import load_candidates, load_users
 
-ROOT = Path(__file__).resolve().parents[1]
 ELEMENTARY = "Generate a response that can be easily understood by an elementary school student."
 PHD = "Generate a response that only a PhD Student in that specific field could understand."
 

@@ -1,0 +1,61 @@
+"""The engine's benchmarks and the batched-vs-alone check, run small on the tiny model: each
+produces the report its command prints (ratios of runs interleaved in one process), and the check
+finds a batch identical to the lone runs. No timing is asserted here: the ratios are what a
+benchmark run prints (docs/benchmarks.md)."""
+
+import json
+
+import pytest
+
+from pjudge_core.bench.batch_check import check_batched, format_check, mixed_requests
+from pjudge_core.bench.batched import format_batched_report, run_batched_benchmark
+from pjudge_core.bench.decoding import format_report, run_benchmark
+from pjudge_core.bench.scoring import format_scoring_report, run_scoring_benchmark
+from pjudge_core.cli import main
+
+PERSONAS = ["Explain like I am in elementary school.", "Explain like I have a PhD."]
+
+
+@pytest.fixture
+def pairs():
+    return [{"prompt": f"Describe a sunset number {i}.", "chosen": "A warm sunset over the sea." * (1 + i % 3),
+             "rejected": "Be concise, be bold." + " sea" * (i % 4), "ground_truth_persona": PERSONAS[i % 2],
+             "index": i} for i in range(10)]
+
+
+def test_the_decoding_benchmark_times_every_run_against_generate(tiny_lm):
+    report = run_benchmark(tiny_lm, short=8, long=16, repeats=1)
+    assert set(report["per_token_ms"]) == {"generate", "direct", "persona_judge", "fusion", "persona_judge_long",
+                                           "direct_long"}
+    assert all(value > 0 for value in report["ratios"].values())
+    assert "persona_judge / generate (per token, short)" in format_report(report)
+
+
+def test_the_batched_benchmark_compares_together_with_one_by_one(tiny_lm):
+    report = run_batched_benchmark(tiny_lm, tokens=6, repeats=1, together=(2,), sizes=(1, 2))
+    assert set(report["tokens_per_s"]) == {1, 2} and all(rate > 0 for rate in report["tokens_per_s"].values())
+    assert "2 persona-judge: together / one by one (throughput)" in report["ratios"]
+    assert "| 2 |" in format_batched_report(report)
+
+
+def test_the_batch_check_finds_mixed_requests_identical_to_their_lone_runs(tiny_lm, tiny_folder, capsys):
+    report = check_batched(tiny_lm, mixed_requests(12, max_new_tokens=12), rows=4)
+    assert report["identical"] == report["requests"] == 12 and report["differing"] == []
+    assert "identical token for token: 12 of 12" in format_check(report)
+    assert main(["check-batch", "--requests", "4", "--tokens", "8", "--rows", "2", "--model", tiny_folder, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 4
+
+
+def test_the_scoring_benchmark_compares_shared_and_flat_in_one_process(tiny_lm, tiny_folder, pairs, tmp_path, capsys):
+    report = run_scoring_benchmark(tiny_lm, pairs, repeats=1)
+    assert report["pairs"] == 10 and set(report["pairs_per_second"]) == {"shared", "flat"}
+    assert report["max_reward_difference"] < 1e-4 and report["same_outcomes"]
+    shared, flat = report["per_run"]["shared"], report["per_run"]["flat"]
+    assert shared["tokens"] < flat["tokens"] and shared["positions"] < flat["positions"]  # each prompt fed once
+    assert report["ratios"]["pairs/s shared / flat"] > 0
+    assert "pairs/s shared / flat" in format_scoring_report(report)
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(pairs))
+    assert main(["bench-scoring", "--pairs-file", str(path), "--pairs", "3", "--repeats", "1", "--model", tiny_folder,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"] == 3
