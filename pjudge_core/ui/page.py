@@ -52,3 +52,11 @@ class Page:
         `duration(handler)` seconds (a `GpuTime` estimate bound to the handler's parameters)."""
         handler = served(handler)
         return handler if self._gpu is None else self._gpu(handler, duration=duration(handler))
+
+
+class Tab:
+    """What every tab holds: its page, and the page's models, access rules and GPU time."""
+
+    def __init__(self, page: Page):
+        self.page = page
+        self.models, self.access, self.gpu = page.models, page.access, page.gpu_time

@@ -3,29 +3,28 @@
 * `served(handler)`: what a visitor should read is re-raised as a `gr.Error` with its sentence (on
   ZeroGPU only a `gr.Error` keeps its message across the call's process boundary; any other
   exception becomes a generic "ZeroGPU worker error"), and after every call the memory it freed is
-  given back to the operating system (glibc keeps freed pages of its per-thread arenas otherwise:
-  measured, +40 MiB over the first 50 runs, then a slow creep).
+  given back to the operating system (glibc keeps freed pages of its per-thread arenas otherwise,
+  and the process grows run after run: docs/benchmarks.md, `scripts/soak.py`).
 * Every call (each step of a streaming handler) runs in a thread of its own that ends with it
   (`turns.in_own_thread`): a server's worker thread that stays alive after loading the model or
   scoring an answer would otherwise keep a team of OpenMP threads that slows every forward of the
-  engine's thread (measured with `scripts/bench_threads.py`: one visitor's run 6.8 s instead of
-  4.7 s; through the page, `scripts/bench_visitors.py`, 7.3-8.5 s before and 5.8 s after).
+  engine's thread (`scripts/bench_threads.py`, `scripts/bench_visitors.py`; docs/benchmarks.md).
 * `fix_session_growth()`: Gradio 6.31 keeps a component for every update in a visitor's session.
   A `gr.skip()` (or any `gr.update`) stores a new component under the output's id; when the next
   value arrives, `Blocks.postprocess_data` finds that component and registers it again under its
   *own* new id, with a copy of its config holding the value. A streaming run alternates skips and
   values (a panel skipped while another grows), so every alternation kept one more panel's HTML or
-  chart: measured, 0.43 MiB per 16-token run in one session, growing with the tokens. The fix
+  chart, a session growing with every run and its tokens (docs/benchmarks.md). The fix
   gives the stored component the id it stands for, so it is found registered and nothing is added.
 * `pass_skips_through()`: Gradio 6.31 answers every `gr.skip()` in a handler's outputs by building a
   new component and its whole config (JSON schemas included) on the server's event loop. A
   streaming run skips most of its ~16 outputs at every update, so with four visitors streaming
   this was the event loop's largest cost and held the GIL the decoding thread needed (profiled:
-  ~3 s of a 23 s four-visitor run). A skipped output now goes to the browser as
+  docs/benchmarks.md). A skipped output now goes to the browser as
   `{"__type__": "update"}`, built by nothing: what Gradio sends for most components (for an HTML
   output it also copied "__type__" into the component's extra props, which nothing reads).
-* `SESSIONS`: Gradio keeps every visitor's session (its own copy of the page's config, ~0.45 MiB
-  here, plus its States) until 10,000 sessions; a public deployment keeps the most recent ones.
+* `SESSIONS`: Gradio keeps every visitor's session (its own copy of the page's config, about half a
+  MiB here, plus its States) until 10,000 sessions; a public deployment keeps the most recent ones.
 """
 
 from __future__ import annotations

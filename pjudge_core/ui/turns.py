@@ -83,10 +83,10 @@ def in_own_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     machine has cores, libgomp throttles every worker to ~100 spins before it sleeps (instead of
     ~300,000), so each parallel region of every forward wakes its workers through the kernel. A
     request thread that stays alive in a server's worker pool after it loaded the model or scored
-    an answer thus slows every later forward of the engine's own thread. Measured on 2 cores
-    (`scripts/bench_threads.py`): one visitor's run took 1.45x as long (6.8 s instead of 4.7 s),
-    and the engine thread made 67,000 voluntary context switches instead of 5,000. Model work a
-    request thread would do goes through here instead, and its team goes when the work ends.
+    an answer thus slows every later forward of the engine's own thread (`scripts/bench_threads.py`:
+    a visitor's run half as slow again, and the engine thread switching context an order of
+    magnitude more often; docs/benchmarks.md). Model work a request thread would do goes through
+    here instead, and its team goes when the work ends.
     """
     box: dict = {}
     context = contextvars.copy_context()

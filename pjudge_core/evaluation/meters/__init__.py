@@ -59,7 +59,7 @@ NOTE = ("Meters are computed by textstat and VADER, independent of any language 
 
 def flesch_kincaid_grade(text: str) -> float | None:
     """Flesch–Kincaid grade level of `text` (None when it has no words)."""
-    import textstat  # imported on first use: ~50 ms, and the dictionary loads on the first call
+    import textstat  # imported on first use (not by every command), and the dictionary loads on the first call
 
     if words(text) == 0:
         return None

@@ -16,7 +16,7 @@ from .. import render
 from ..fields import raw
 from ..form import number
 from ..models import quantize_option
-from ..page import Page
+from ..page import Tab
 
 DEFAULT_PAIRS = 40
 
@@ -34,12 +34,8 @@ def capacity_text(name: str, res: dict) -> str:
             "weak judge.")
 
 
-class CapacityTab:
+class CapacityTab(Tab):
     """The tab's layout, event and handler (see the module docstring)."""
-
-    def __init__(self, page: Page):
-        self.page = page
-        self.models, self.access, self.gpu = page.models, page.access, page.gpu_time
 
     def build(self) -> None:
         with gr.Tab("Judge capacity", id="capacity", elem_id="tab-capacity"):

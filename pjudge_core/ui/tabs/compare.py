@@ -29,7 +29,7 @@ from .. import charts, insight, lab, records, render
 from ..fields import raw
 from ..form import FIELDS, LabForm, read_form, takes_form
 from ..models import decoding_engine, describe, first_run, model_choices, quantize_option, recommended_settings
-from ..page import Page
+from ..page import Page, Tab
 from ..serving import served
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
@@ -56,12 +56,11 @@ def persona_column(label: str, names: list[str], value: str | None, visible: boo
     return column, preset, text
 
 
-class CompareTab:
+class CompareTab(Tab):
     """The tab's layout, events and handlers (see the module docstring)."""
 
     def __init__(self, page: Page):
-        self.page = page
-        self.models, self.access, self.gpu = page.models, page.access, page.gpu_time
+        super().__init__(page)
         self.fits = insight.FitScoring()  # finished panels' fits, scored together when visitors finish together
         self.slots = lab.slots()  # the panels, in page order: one output each
 

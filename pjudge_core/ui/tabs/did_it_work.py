@@ -26,7 +26,7 @@ from .. import charts, records, render
 from ..fields import raw
 from ..form import FRONT_FIELDS, number, read_form, takes_form
 from ..models import decoding_engine, quantize_option
-from ..page import Page
+from ..page import Tab
 
 FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
             "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
@@ -39,12 +39,8 @@ MAX_SAMPLES = 16
 UPDATE_EVERY_S = 0.25  # the progress bar moves at most ~4 times per second
 
 
-class DidItWorkTab:
+class DidItWorkTab(Tab):
     """The tab's layout, events and handlers (see the module docstring)."""
-
-    def __init__(self, page: Page):
-        self.page = page
-        self.models, self.access, self.gpu = page.models, page.access, page.gpu_time
 
     # ------------------------------------------------------------------ layout
     def build(self) -> None:

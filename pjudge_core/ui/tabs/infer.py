@@ -15,15 +15,11 @@ from ...evaluation.self_judge.inference import infer_persona, preset_names
 from .. import insight, records, render
 from ..fields import raw
 from ..models import quantize_option
-from ..page import Page
+from ..page import Tab
 
 
-class InferTab:
+class InferTab(Tab):
     """The tab's layout, events and handlers (see the module docstring)."""
-
-    def __init__(self, page: Page):
-        self.page = page
-        self.models, self.access, self.gpu = page.models, page.access, page.gpu_time
 
     # ------------------------------------------------------------------ layout
     def build(self) -> None:
