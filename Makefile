@@ -43,6 +43,6 @@ bench: setup
 	$(PY) -m pjudge_core bench
 
 # The paper's Table 2 offline: eight persona combinations x 50 koala prompts on the bundled model
-# (README, "The paper's Table 2 offline"); rerun to continue an interrupted run.
+# (docs/evaluation.md, "The paper's Table 2 offline"); rerun to continue an interrupted run.
 table2: setup
 	$(PY) -m pjudge_core table2

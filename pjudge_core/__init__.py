@@ -17,7 +17,8 @@ back through another: tests/test_layers.py checks both):
   * `bench`      speed and exactness of the engine, measured in one process
   * `cli`        `python -m pjudge_core ...`, a thin layer over the three above
   * `ui`         the Gradio app below `app.py`: one module per tab, the deployment, serving visitors
-`presets`, `errors` and `paths` sit below them all.
+`errors` and `paths` sit below them all; `presets` (the data files, read through pydantic) between the
+engine and evaluation.
 """
 
 from .engine.api import direct_prompt, generate, persona_judge, stream_direct, stream_generate, stream_persona_judge

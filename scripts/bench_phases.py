@@ -1,4 +1,4 @@
-"""Why block-wise requests join in phase (`Engine._in_phase`): visitors' default runs on one engine,
+"""Why block-wise requests join in phase (`Scheduler.in_phase`): visitors' default runs on one engine,
 in one process. (CPU-heavy; not part of CI.)
 
 Each visitor is the page's default run: Persona-judge and direct prompting on the default pair and

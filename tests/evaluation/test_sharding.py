@@ -1,4 +1,4 @@
-"""Scoring split across processes (`evaluation.sharding`): chunks, resume, and a real two-process
+"""Scoring split across processes (`evaluation.runs.sharding`): chunks, resume, and a real two-process
 run under torchrun that must give one process's numbers."""
 
 import json

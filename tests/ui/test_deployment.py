@@ -1,4 +1,4 @@
-"""Hosting: which hardware, what each offers and loads at start-up, the GPU time a ZeroGPU call asks
+"""The deployment: which hardware, what each offers and loads at start-up, the GPU time a ZeroGPU call asks
 for, records and sessions bounded for a long life. (The ZeroGPU process model itself: test_zerogpu.)"""
 
 import contextvars
