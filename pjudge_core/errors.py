@@ -12,3 +12,13 @@ class ModelLoadError(PJudgeError):
 
 class InputError(PJudgeError, ValueError):
     """A query, preference or decoding setting that cannot be used."""
+
+
+OUT_OF_MEMORY = "The model's device ran out of memory for this request; lower max new tokens or tick fewer methods."
+
+
+class OutOfMemory(PJudgeError, MemoryError):
+    """The device ran out of memory for one request; the requests decoding beside it go on."""
+
+    def __init__(self, message: str = OUT_OF_MEMORY):
+        super().__init__(message)

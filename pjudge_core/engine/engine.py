@@ -21,8 +21,17 @@ Contract:
   * Exactness: a request's random numbers depend only on its seed and output positions
     (`sampling.Uniforms`), and each row attends only to its own tokens (`kv`), so a request decodes
     the same tokens in any batch as alone; p and q differ from a lone run by float rounding only.
-  * Failures: an exception inside a forward or a decoder fails the requests involved (their jobs
-    carry the error, iterating them raises it); the others go on.
+  * Memory: the KV pool has a budget (`memory.default_budget`: what the device has, or a setting).
+    A request is admitted when its rows fit beside the running ones' (its prompt plus its budget of
+    new tokens, `Job.kv_tokens`), and the pool grows for it then, so a request never grows the pool
+    mid-run; one that could never fit is refused by `submit` with a sentence. The pool grows
+    completely or not at all, and an idle pool shrinks back.
+  * Failures: an exception inside a decoder fails its request; one inside a forward fails the
+    requests in it (their jobs carry the error, iterating them raises it); the others go on. Out of
+    memory is narrower: a forward that runs out is run again request by request, so only the
+    requests that cannot fit fail, with one sentence (`errors.OutOfMemory`), and an admission that
+    runs out fails only the request admitted. The engine's own thread survives anything a step
+    raises (its running requests fail with it).
   * Stats: each request's `forward_passes` counts the forwards it took part in, its `seconds` run
     from admission to finish (latency), and its `compute_seconds` are its share of the machine:
     each forward's time split equally among its rows, plus the request's own sampling. Summed over
@@ -33,12 +42,18 @@ Contract:
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 
+import torch
+
+from ..errors import InputError, OutOfMemory
 from .job import Job
-from .kv import KVPool, Row
+from .kv import Feed, KVPool, Row
+from .memory import default_budget, is_out_of_memory
 from .runner import ModelRunner
 from .scheduler import Scheduler, plan_forwards
 from .trace import Step
@@ -55,9 +70,10 @@ Event = tuple[Job, Step | None]  # a step a request decided, or (job, None) when
 class Engine:
     """Decodes many jobs together on one model (see the module docstring)."""
 
-    def __init__(self, lm, rows: int = DEFAULT_ROWS):
+    def __init__(self, lm, rows: int = DEFAULT_ROWS, kv_budget: int | None = None):
         self.lm = lm
-        self.pool = KVPool(lm.model)
+        budget = default_budget(lm.model.device) if kv_budget is None else kv_budget
+        self.pool = KVPool(lm.model, budget=budget)
         self.runner = ModelRunner(lm.model, self.pool)
         self.scheduler = Scheduler(rows)
         self.forwards = 0
@@ -71,7 +87,14 @@ class Engine:
 
     # ------------------------------------------------------------------ any thread
     def submit(self, job: Job, listener: queue.Queue | None = None) -> Job:
-        """Queue `job`; its steps also go to `listener` (one queue may serve several jobs)."""
+        """Queue `job`; its steps also go to `listener` (one queue may serve several jobs). A job whose
+        rows could never fit the KV budget is refused (`InputError`), before any forward."""
+        rows, tokens = len(job.prompts), job.kv_tokens
+        if not self.pool.ever_fits(rows, tokens):
+            mib = 2 ** 20
+            raise InputError(f"This request needs {self.pool.size(rows, tokens) / mib:,.0f} MiB of KV cache ({rows} "
+                             f"rows of {tokens} tokens), more than this engine's budget of {self.pool.budget / mib:,.0f} "
+                             "MiB; shorten the prompt or lower max new tokens.")
         job.listener = listener
         self.scheduler.submit(job)
         return job
@@ -103,30 +126,15 @@ class Engine:
         emitted: list[Event] = []
         with self._stepping:
             self._retire_cancelled()
-            for job in self.scheduler.admit(self.steps):
+            while (job := self.scheduler.admit(self.steps, self._fits)) is not None:
                 self._start(job, emitted)
             running = [job for job in self.scheduler.running if job.need is not None]
             feeds = [(job, f) for job in running for f in (job.need if isinstance(job.need, list) else [job.need])]
-            logits: dict[int, object] = {}
+            logits: dict[int, torch.Tensor] = {}
             groups = plan_forwards([len(f.tokens) for _, f in feeds], [f.slot for _, f in feeds],
                                    self.rows * FEEDS_PER_REQUEST)
             for group in groups:
-                owners = [feeds[i][0] for i in group]
-                started = time.perf_counter()
-                try:
-                    out = self.runner.forward([feeds[i][1] for i in group])
-                except Exception as exc:  # the requests in this forward fail; the others go on
-                    for job in set(owners):
-                        self._fail(job, exc)
-                    continue
-                share = (time.perf_counter() - started) / len(group)  # every row of a forward is as wide
-                self.forwards += 1
-                for job in set(owners):
-                    job.forward_passes += 1
-                for job in owners:
-                    job.compute_seconds += share
-                for i, value in zip(group, out):
-                    logits[id(feeds[i][1])] = value
+                logits.update(self._forward([feeds[i] for i in group]))
             for job in running:
                 if not job.done:
                     need = job.need
@@ -170,16 +178,57 @@ class Engine:
                 scheduler.changed.wait_for(scheduler.has_work)
                 if scheduler.closing:
                     return
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # a bug: the requests running now fail with it, and the engine serves on
+                traceback.print_exc(file=sys.stderr)
+                with self._stepping:
+                    for job in list(scheduler.running):
+                        if not job.done:
+                            self._fail(job, exc)
+
+    def _fits(self, job: Job) -> bool:
+        return self.pool.fits(len(job.prompts), job.kv_tokens)
 
     def _start(self, job: Job, emitted: list) -> None:
-        """An admitted job: its rows, its decoder, run to its first feed."""
+        """An admitted job: the pool grown for its rows, its rows, its decoder run to its first feed."""
         try:
-            job.admit([Row(self.pool, self.pool.allocate(), prompt) for prompt in job.prompts])
+            self.pool.reserve(len(job.prompts), job.kv_tokens)
+            job.rows = []  # each row as it is allocated, so that a failure releases what was
+            for prompt in job.prompts:
+                job.rows.append(Row(self.pool, self.pool.allocate(), prompt))
+            job.admit(job.rows)
         except Exception as exc:
-            self._fail(job, exc)
+            self._fail(job, OutOfMemory() if is_out_of_memory(exc) else exc)
             return
         self._advance(job, None, emitted)
+
+    def _forward(self, feeds: list[tuple[Job, Feed]]) -> dict[int, torch.Tensor]:
+        """One forward over `feeds`: {id(feed): its logits}. If it runs out of memory, each request's feeds
+        go again in a forward of their own, so that only the requests that cannot fit fail; any other
+        error fails every request in it."""
+        owners = list(dict.fromkeys(job for job, _ in feeds))
+        started = time.perf_counter()
+        try:
+            out = self.runner.forward([f for _, f in feeds])
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(owners) > 1:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                logits: dict[int, torch.Tensor] = {}
+                for owner in owners:
+                    logits.update(self._forward([(job, f) for job, f in feeds if job is owner]))
+                return logits
+            for job in owners:
+                self._fail(job, OutOfMemory() if is_out_of_memory(exc) else exc)
+            return {}
+        share = (time.perf_counter() - started) / len(feeds)  # every row of a forward is as wide
+        self.forwards += 1
+        for job in owners:
+            job.forward_passes += 1
+        for job, _ in feeds:
+            job.compute_seconds += share
+        return {id(f): value for (_, f), value in zip(feeds, out)}
 
     def _advance(self, job: Job, logits, emitted: list) -> None:
         """Send the logits to the decoder and run it to its next feed, collecting the steps it decides."""

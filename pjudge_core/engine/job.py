@@ -4,8 +4,8 @@ A `Job` is made by `api.prepare` (validated, its prompts built; nothing decoded 
 an `Engine` (`submit`). It holds, in one place: its prompts (one KV row each once admitted), its
 decoder (a generator that yields a `kv.Feed`, or a list of them, where a batch-of-one decoder would
 call the model, receives the logits, and yields each `Step` as it decides a token), its `Trace`
-(the steps, kept once), its block period (for admission), its state, and the engine's figures for
-it: the forwards it took part in, its share of the machine, and its latency. When the decoder
+(the steps, kept once), its block period and the KV memory its rows need (for admission), its
+state, and the engine's figures for it: the forwards it took part in, its share of the machine, and its latency. When the decoder
 returns, the job's `outcome()` is its `Result`.
 
 Read from any thread: iterating a job blocks until steps arrive and ends with the request (raising
@@ -32,9 +32,10 @@ class Job:
     """A request for the engine (see the module docstring)."""
 
     def __init__(self, method: str, prompts: list[list[int]], decoder: Callable[[list[Row]], Decoder],
-                 trace: Trace, period: int | None = None):
+                 trace: Trace, period: int | None = None, max_new_tokens: int = 0):
         self.method = method
         self.prompts = prompts
+        self.kv_tokens = max(map(len, prompts)) + max_new_tokens  # the longest any of its rows grows
         self.make_decoder = decoder  # the decoder, given the rows of `prompts` in order
         self.trace = trace
         self.period = period  # steps per block of a block-wise decoder (Persona-judge: λ + 1), for admission

@@ -28,6 +28,7 @@ import torch
 from transformers.cache_utils import Cache
 
 from .attention import use_grouped_attention
+from .memory import kv_bytes_per_token
 
 
 class KVPool(Cache):
@@ -38,12 +39,15 @@ class KVPool(Cache):
     `release`; `lengths[slot]` is how many tokens of that row are cached.
     """
 
-    def __init__(self, model, slots: int = 4, capacity: int = 256):
+    def __init__(self, model, slots: int = 4, capacity: int = 256, budget: int | None = None):
         super().__init__(layers=[])
         use_grouped_attention(model)  # batched forwards are masked: no copy of the keys per query head
         self.model = model
         self.slots = slots
         self.capacity = capacity
+        self.initial = (slots, capacity)  # what an idle pool shrinks back to
+        self.budget = budget  # bytes the buffers may take (None: no limit); `memory.default_budget`
+        self.token_bytes = kv_bytes_per_token(model)  # per slot and token; measured once the buffers exist
         self.keys: list[torch.Tensor] = []  # per layer (slots, kv_heads, capacity, head_dim), made at first use
         self.values: list[torch.Tensor] = []
         self.lengths = [0] * slots
@@ -51,10 +55,10 @@ class KVPool(Cache):
         self._plan = None  # (slot index tensor, [(slot, pad, start, end)] per row, attended length, first slot or None)
         self._rows_index = None  # (source, target) flat indices of the forward being run, made at its first layer
 
-    # ------------------------------------------------------------------ slots
+    # ------------------------------------------------------------------ slots and memory
     def allocate(self) -> int:
         if not self.free:
-            self._grow(slots=2 * self.slots)
+            self._grow(slots=self._doubled(self.slots, self.slots + 1, self.capacity))
         slot = min(self.free)  # low slots first: the rows of a forward tend to be consecutive
         self.free.remove(slot)
         self.lengths[slot] = 0
@@ -63,6 +67,10 @@ class KVPool(Cache):
     def release(self, slot: int) -> None:
         self.lengths[slot] = 0
         self.free.append(slot)
+        if not self.used:  # idle: give the memory back (the next forward makes buffers of the initial size)
+            self.keys, self.values = [], []
+            self.slots, self.capacity = self.initial
+            self.lengths, self.free = [0] * self.slots, list(range(self.slots))
 
     @property
     def used(self) -> int:
@@ -71,14 +79,53 @@ class KVPool(Cache):
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
+    def size(self, slots: int, capacity: int) -> int:
+        """Bytes of buffers of `slots` rows of `capacity` tokens."""
+        return slots * capacity * self.token_bytes
+
+    def fits(self, rows: int, tokens: int) -> bool:
+        """Whether `rows` more rows of up to `tokens` tokens fit the budget beside those in use."""
+        slots = max(self.slots, self.used + rows)
+        return self.budget is None or self.size(slots, max(self.capacity, tokens)) <= self.budget
+
+    def ever_fits(self, rows: int, tokens: int) -> bool:
+        """Whether `rows` rows of up to `tokens` tokens fit the budget at all (alone in the pool)."""
+        return self.budget is None or self.size(max(rows, self.initial[0]), max(tokens, self.initial[1])) \
+            <= self.budget
+
+    def reserve(self, rows: int, tokens: int) -> None:
+        """Grow now so that `rows` more rows of up to `tokens` tokens fit (doubling where the budget
+        allows, to grow seldom); the pool is as it was if that fails."""
+        needed = max(self.slots, self.used + rows)
+        capacity = self.capacity if tokens <= self.capacity else self._doubled(self.capacity, tokens, needed)
+        slots = self.slots if needed <= self.slots else self._doubled(self.slots, needed, capacity)
+        if (slots, capacity) != (self.slots, self.capacity):
+            self._grow(slots=slots, capacity=capacity)
+
+    def _doubled(self, current: int, needed: int, other: int) -> int:
+        """`current` doubled until it reaches `needed`, but not beyond what the budget allows beside
+        `other` (the other dimension), and never below `needed`."""
+        grown = current
+        while grown < needed:
+            grown *= 2
+        if self.budget is not None:
+            limit = self.budget // max(1, other * self.token_bytes)
+            grown = max(needed, min(grown, limit))
+        return grown
+
     def _grow(self, slots: int | None = None, capacity: int | None = None) -> None:
-        """Bigger buffers (the old contents copied in): more slots, or a longer capacity."""
+        """Bigger buffers (the old contents copied in): more slots, or a longer capacity. Every new
+        buffer is made before any replaces an old one, so a failure (out of memory) changes nothing."""
         slots, capacity = max(slots or 0, self.slots), max(capacity or 0, self.capacity)
+        grown = []
         for buffers in (self.keys, self.values):
-            for i, old in enumerate(buffers):
+            layers = []
+            for old in buffers:
                 new = old.new_zeros((slots, old.shape[1], capacity, old.shape[3]))
                 new[:old.shape[0], :, :old.shape[2]] = old
-                buffers[i] = new
+                layers.append(new)
+            grown.append(layers)
+        self.keys, self.values = grown
         self.free += list(range(self.slots, slots))
         self.lengths += [0] * (slots - self.slots)
         self.slots, self.capacity = slots, capacity
@@ -86,10 +133,13 @@ class KVPool(Cache):
     # ------------------------------------------------------------------ what the model calls
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         slots, writes, length, first = self._plan
-        if layer_idx == len(self.keys):  # first forward: the buffers take the model's kv shape and dtype
+        if not self.keys:  # the first forward: every layer's buffers at once, of the model's kv shape and dtype
             shape = (self.slots, key_states.shape[1], self.capacity, key_states.shape[3])
-            self.keys.append(key_states.new_zeros(shape))
-            self.values.append(value_states.new_zeros(shape))
+            layers = self.model.config.get_text_config().num_hidden_layers
+            keys = [key_states.new_zeros(shape) for _ in range(layers)]
+            values = [value_states.new_zeros(shape) for _ in range(layers)]
+            self.keys, self.values = keys, values
+            self.token_bytes = 2 * sum(k.shape[1] * k.shape[3] * k.element_size() for k in keys)
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         # Only real tokens are stored (at the row's length); padding columns are seen by no real token.
         # One gather and one scatter per layer, whatever the number of rows.

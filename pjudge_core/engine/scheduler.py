@@ -1,10 +1,11 @@
 """Who runs, and which rows share a forward.
 
 `Scheduler` holds the requests (`job.Job`) that wait and those that run, from any thread (a lock):
-requests are admitted in arrival order while fewer than `rows` run (waves); a block-wise request (a
-job with a `period`: Persona-judge's λ drafting steps and one judging step) joins at the step where
-most running requests of its period start a block, at most `period - 1` steps late, so that their
-judges keep sharing one forward (`in_phase`). A cancelled request leaves at the next step.
+requests are admitted in arrival order while fewer than `rows` run (waves) and the KV pool can hold
+their rows beside the others' (`kv.KVPool.fits`, the engine's test); a block-wise request (a job
+with a `period`: Persona-judge's λ drafting steps and one judging step) joins at the step where most
+running requests of its period start a block, at most `period - 1` steps late, so that their judges
+keep sharing one forward (`in_phase`). A cancelled request leaves at the next step.
 
 `plan_forwards` groups one step's feeds into forwards: feeds of similar width together, cut where
 padding costs more than a forward. A forward's cost on this project's CPU is roughly a fixed part
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .job import Job
 
@@ -103,16 +104,20 @@ class Scheduler:
             self.changed.notify_all()
         return waiting
 
-    def admit(self, step: int) -> list[Job]:
-        """The waiting requests that join at engine step `step` (now counted as running)."""
-        admitted = []
+    def admit(self, step: int, fits: Callable[[Job], bool] = lambda job: True) -> Job | None:
+        """The next waiting request, if it joins at engine step `step` (then counted as running): a
+        row is free, it is in phase, and `fits(job)` (its KV memory) holds. Arrival order: a request
+        that cannot join yet keeps the ones behind it waiting too."""
         with self.lock:
-            while self.waiting and len(self.running) < self.rows and self.in_phase(self.waiting[0], step):
-                job = self.waiting.popleft()
-                job.state, job.joined = "running", step
-                self.running.append(job)
-                admitted.append(job)
-        return admitted
+            if not self.waiting or len(self.running) >= self.rows:
+                return None
+            job = self.waiting[0]
+            if not self.in_phase(job, step) or not fits(job):
+                return None
+            self.waiting.popleft()
+            job.state, job.joined = "running", step
+            self.running.append(job)
+            return job
 
     def in_phase(self, job: Job, step: int) -> bool:
         """Whether a block-wise request may join at `step`: when no running request has its period, or

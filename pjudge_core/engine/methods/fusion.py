@@ -38,7 +38,7 @@ FORWARDS_PER_TOKEN = 1.2
 def fuse_logits(persona_logits: torch.Tensor, weights: torch.Tensor, alpha: float,
                 base_logits: torch.Tensor | None = None) -> torch.Tensor:
     """ℓ₀ + (1 + α)(Σ wᵢℓᵢ − ℓ₀) for one position; `persona_logits` is (N, vocab), `weights` (N,)."""
-    mixed = (weights.to(persona_logits.dtype)[:, None] * persona_logits).sum(0)
+    mixed = (weights.to(persona_logits)[:, None] * persona_logits).sum(0)  # on the logits' device (a GPU's)
     if alpha == 0:
         return mixed
     return base_logits + (1 + alpha) * (mixed - base_logits)
