@@ -115,12 +115,13 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
-    """auto: bf16 on CUDA (fp16 where bf16 is unsupported), float32 on CPU."""
+    """auto: bfloat16 on a GPU that has it natively (Ampere and later; not counting emulation, with
+    which a T4 runs bfloat16 slowly), float16 on an older GPU, float32 on CPU."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
         return torch.float32
     if dtype not in _DTYPES:
         raise ModelLoadError(f"Unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16.")

@@ -8,11 +8,12 @@ returns each row's logits and advances the rows' cached lengths.
 
 The head policy: a forward needs the logits of a few positions per row (the last one, or a judge's
 λ + 1), but the model's own head with `logits_to_keep` projects the same number for every row,
-padding included. Where the logits are exactly the head applied to the last hidden states
-(`plain_head`: no soft-capping, no logit scale) and the weights are float32 on the CPU, the runner
-takes the hidden states and projects only the positions some row wants (`project_to_vocabulary`);
-elsewhere (GPUs, other architectures) the model's own forward does. The prefix-tree scorer
-(`evaluation.scoring`) uses the same policy.
+padding included. Where the logits are the head applied to the last hidden states (`plain_head`:
+a linear head, and at most Gemma-2's final soft-capping), the runner takes the hidden states and
+projects only the positions some row wants (`project_to_vocabulary`), in float32 whatever the
+model's dtype: in bfloat16 the logits would be rounded to about 0.06-0.125 nats before the softmax,
+and p, q and every fit with them. A model whose head is not plain runs its own forward, and its
+logits are upcast after. The prefix-tree scorer (`evaluation.scoring`) uses the same policy.
 
 `full_logits` is the slow path the reference decoders take: one full forward, no cache.
 
@@ -32,26 +33,37 @@ from ..errors import InputError
 from .attention import NAME as GROUPED
 from .kv import Feed, KVPool
 
-# Architectures whose causal-LM head is exactly `lm_head(hidden)`: no soft-capping, no logit scale.
-PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
+# Architectures whose causal-LM head is `lm_head(hidden)`, then at most the config's final soft-capping.
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2", "gemma", "gemma2"}
 MASKED_ATTENTION = ("sdpa", "eager", GROUPED)  # implementations that take a prepared 4-D mask
 
 
 def plain_head(model) -> bool:
-    """True when the logits are exactly `get_output_embeddings()(last hidden state)`."""
+    """True when the logits are `get_output_embeddings()(last hidden state)`, soft-capped at most."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS and isinstance(head, torch.nn.Linear)
 
 
-def projects_wanted_positions(model) -> bool:
-    """Whether the runner projects only the wanted positions itself (see the module docstring)."""
-    return (model.device.type == "cpu" and plain_head(model)
-            and model.get_output_embeddings().weight.dtype == torch.float32)
+def float32_head(model) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The head's weight and bias in float32: the head's own when it is float32, else a float32 copy
+    made once (vocab × hidden × 4 bytes: 2.2 GB for a 152k × 3.6k head; docs/deploying.md)."""
+    head = model.get_output_embeddings()
+    if head.weight.dtype == torch.float32:
+        return head.weight, head.bias
+    cached = getattr(head, "_pjudge_float32", None)
+    if cached is None:
+        cached = (head.weight.detach().float(), None if head.bias is None else head.bias.detach().float())
+        head._pjudge_float32 = cached
+    return cached
 
 
 def project_to_vocabulary(model, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits (positions, vocab) of the hidden states (positions, hidden) through the model's head."""
-    return model.get_output_embeddings()(hidden)
+    """Float32 logits (positions, vocab) of the hidden states (positions, hidden) through the model's
+    head (and its final soft-capping, if it has one)."""
+    weight, bias = float32_head(model)
+    logits = torch.nn.functional.linear(hidden.float(), weight, bias)
+    cap = getattr(text_config(model), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 class ModelRunner:
@@ -60,7 +72,7 @@ class ModelRunner:
     def __init__(self, model, pool: KVPool):
         check_decodable(model)
         self.model, self.pool = model, pool
-        self.split_projection = projects_wanted_positions(model)
+        self.split_projection = plain_head(model)
 
     def forward(self, feeds: Sequence[Feed]) -> list[torch.Tensor]:
         """One forward over the rows of `feeds`; returns each row's logits (keep, vocab) and advances
@@ -98,7 +110,7 @@ class ModelRunner:
                     flat = project_to_vocabulary(model, wanted)
                 else:
                     logits = model(**kwargs, logits_to_keep=keep).logits
-                    flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)])
+                    flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)]).float()
         finally:
             pool._plan = pool._rows_index = None
         for f, end in zip(feeds, ends):

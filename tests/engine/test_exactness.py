@@ -9,8 +9,13 @@
 
 Chi-squared tests with fixed seeds (so the outcome is reproducible), each with a check that the
 same test has power: it rejects the drafter's distribution, the official code's resampling bug,
-an unpenalised or unfused alternative.
+an unpenalised or unfused alternative. Every test runs on the tiny model in float32 and in
+bfloat16 (where a row's p and q depend on its batch by rounding, and each must still be exact
+with respect to the p and q it was decided with): the expected distributions come from the same
+float32 head over the model's hidden states that the engine uses (`runner.project_to_vocabulary`).
 """
+
+import copy
 
 import numpy as np
 import pytest
@@ -19,6 +24,7 @@ from scipy.stats import chi2_contingency, chisquare
 
 from pjudge_core import (
     DecodeSettings,
+    LoadedModel,
     Request,
     direct_prompt,
     generate,
@@ -26,6 +32,7 @@ from pjudge_core import (
     persona_judge,
     prompt_ids,
 )
+from pjudge_core.engine.runner import project_to_vocabulary
 
 QUERY, A, B, C = "Describe a sunset", "Be concise.", "Be imaginative.", "Be funny."
 N = 800
@@ -51,10 +58,29 @@ def runs_in_batches(lm, spec, preferences, settings, seeds, rows=16, **options):
     return generate_many(lm, requests, rows=rows)[::2]
 
 
+def in_dtype(model: LoadedModel, dtype: str) -> LoadedModel:
+    if dtype == "float32":
+        return model
+    return LoadedModel(model=copy.deepcopy(model.model).to(torch.bfloat16), tokenizer=model.tokenizer, name=model.name,
+                       dtype=dtype)
+
+
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def lm(request, tiny_lm):
+    return in_dtype(tiny_lm, request.param)
+
+
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def repeating_lm(request, repetitive_lm):
+    return in_dtype(repetitive_lm, request.param)
+
+
 def raw_logits(lm, preferences, output=()):
+    """The unprocessed next-token logits, as the engine computes them: the float32 head over the hidden state."""
     ids = torch.tensor([prompt_ids(lm.tokenizer, QUERY, preferences) + list(output)])
     with torch.no_grad():
-        return lm.model(input_ids=ids).logits[0, -1, :].float()
+        hidden = lm.model.get_decoder()(input_ids=ids).last_hidden_state[0, -1]
+        return project_to_vocabulary(lm.model, hidden)
 
 
 def warp(logits, settings=SAMPLING):
@@ -99,16 +125,16 @@ def total_variation(p, q):
 # --------------------------------------------------------------------------- Persona-judge, two personas
 
 @pytest.fixture(scope="module")
-def samples(tiny_lm):
+def samples(lm):
     torch.set_num_threads(1)  # module fixtures run before the per-test thread setting (conftest)
-    pj = first_tokens(lambda s: persona_judge(tiny_lm, QUERY, A, B, max_new_tokens=1, seed=s), range(N))
-    direct_b = first_tokens(lambda s: direct_prompt(tiny_lm, QUERY, [B], max_new_tokens=1, seed=s), range(N, 2 * N))
+    pj = first_tokens(lambda s: persona_judge(lm, QUERY, A, B, max_new_tokens=1, seed=s), range(N))
+    direct_b = first_tokens(lambda s: direct_prompt(lm, QUERY, [B], max_new_tokens=1, seed=s), range(N, 2 * N))
     return pj, direct_b
 
 
-def test_first_token_follows_the_judges_distribution(tiny_lm, samples):
+def test_first_token_follows_the_judges_distribution(lm, samples):
     pj, _ = samples
-    assert goodness_of_fit(pj, warp(raw_logits(tiny_lm, [B])), "2 personas: first token vs the judge B") > ALPHA
+    assert goodness_of_fit(pj, warp(raw_logits(lm, [B])), "2 personas: first token vs the judge B") > ALPHA
 
 
 def test_first_token_distribution_equals_direct_prompting_with_the_judges_preference(samples):
@@ -120,26 +146,26 @@ def test_first_token_distribution_equals_direct_prompting_with_the_judges_prefer
     assert p > ALPHA
 
 
-def test_the_test_has_power_against_the_drafters_distribution(tiny_lm, samples):
+def test_the_test_has_power_against_the_drafters_distribution(lm, samples):
     pj, _ = samples
-    p_a, p_b = warp(raw_logits(tiny_lm, [A])), warp(raw_logits(tiny_lm, [B]))
+    p_a, p_b = warp(raw_logits(lm, [A])), warp(raw_logits(lm, [B]))
     assert total_variation(p_a, p_b) > 0.2  # the two preferences really differ in this model
     assert goodness_of_fit(pj, p_a, "power: first token vs the drafter A") < ALPHA
 
 
-def test_the_test_catches_the_official_codes_resampling_rule(tiny_lm):
+def test_the_test_catches_the_official_codes_resampling_rule(lm):
     """The official code resamples from the draft's excess about half the time (`official_residual`)."""
-    official = first_tokens(lambda s: generate(tiny_lm, "official", QUERY, [A, B],
+    official = first_tokens(lambda s: generate(lm, "official", QUERY, [A, B],
                                                SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
-    assert goodness_of_fit(official, warp(raw_logits(tiny_lm, [B])), "power: official code vs the judge B") < ALPHA
+    assert goodness_of_fit(official, warp(raw_logits(lm, [B])), "power: official code vs the judge B") < ALPHA
 
 
 # --------------------------------------------------------------------------- three personas
 
-def test_with_three_personas_the_first_block_is_judged_by_b_not_a_or_c(tiny_lm):
-    three = first_tokens(lambda s: generate(tiny_lm, "persona-judge", QUERY, [A, B, C],
+def test_with_three_personas_the_first_block_is_judged_by_b_not_a_or_c(lm):
+    three = first_tokens(lambda s: generate(lm, "persona-judge", QUERY, [A, B, C],
                                             SAMPLING.replace(max_new_tokens=1, seed=s)), range(N))
-    p = {label: warp(raw_logits(tiny_lm, [text])) for label, text in zip("ABC", (A, B, C))}
+    p = {label: warp(raw_logits(lm, [text])) for label, text in zip("ABC", (A, B, C))}
     assert goodness_of_fit(three, p["B"], "3 personas: first token vs the judge B") > ALPHA
     for other in "AC":  # power: the test tells B from the drafter A and from the third persona C
         assert total_variation(p[other], p["B"]) > 0.2
@@ -149,18 +175,18 @@ def test_with_three_personas_the_first_block_is_judged_by_b_not_a_or_c(tiny_lm):
 # --------------------------------------------------------------------------- fusion
 
 @pytest.mark.parametrize("alpha, weights", [(0.0, None), (0.0, [3.0, 1.0]), (1.0, None)])
-def test_fusions_first_token_follows_the_fused_distribution(tiny_lm, alpha, weights):
+def test_fusions_first_token_follows_the_fused_distribution(lm, alpha, weights):
     fused_tokens = first_tokens(
-        lambda s: generate(tiny_lm, "fusion", QUERY, [A, B], SAMPLING.replace(max_new_tokens=1, seed=s),
+        lambda s: generate(lm, "fusion", QUERY, [A, B], SAMPLING.replace(max_new_tokens=1, seed=s),
                            alpha=alpha, weights=weights), range(N))
     w = np.array(weights or [1.0, 1.0])
     w = w / w.sum()
-    mixed = w[0] * raw_logits(tiny_lm, [A]) + w[1] * raw_logits(tiny_lm, [B])
-    base = raw_logits(tiny_lm, [])
+    mixed = w[0] * raw_logits(lm, [A]) + w[1] * raw_logits(lm, [B])
+    base = raw_logits(lm, [])
     expected = warp(base + (1 + alpha) * (mixed - base))
     assert goodness_of_fit(fused_tokens, expected, f"fusion α={alpha} w={weights}: vs fused") > ALPHA
     # Power: not the average of the two personas' distributions (a mixture, not a fusion) ...
-    mixture = 0.5 * warp(raw_logits(tiny_lm, [A])) + 0.5 * warp(raw_logits(tiny_lm, [B]))
+    mixture = 0.5 * warp(raw_logits(lm, [A])) + 0.5 * warp(raw_logits(lm, [B]))
     assert total_variation(mixture, expected) > 0.2
     assert goodness_of_fit(fused_tokens, mixture, f"power: fusion α={alpha} w={weights} vs mixture") < ALPHA
     if alpha > 0:  # ... and the contrast really changes the plain fusion
@@ -191,45 +217,45 @@ def second_token_follows_the_penalised_judge(lm, runs, label: str) -> None:
     assert goodness_of_fit(seconds, unpenalised, f"power: {label}2nd token vs unpenalised B") < ALPHA
 
 
-def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(repetitive_lm):
+def test_with_a_repetition_penalty_a_later_token_follows_the_penalised_judge(repeating_lm):
     """Persona-judge-Base (B judges every block): given the first token x, the second token is
     distributed as B's distribution with x penalised. Runs whose first token is the most common
     one are kept; the test checks the penalised distribution and rejects the unpenalised one."""
-    runs = [generate(repetitive_lm, "persona-judge", QUERY, [A, B], PENALISED.replace(seed=s)) for s in range(N)]
-    second_token_follows_the_penalised_judge(repetitive_lm, runs, "")
+    runs = [generate(repeating_lm, "persona-judge", QUERY, [A, B], PENALISED.replace(seed=s)) for s in range(N)]
+    second_token_follows_the_penalised_judge(repeating_lm, runs, "")
 
 
 # --------------------------------------------------------------------------- the same, decoded in batches
 
-def test_in_batches_with_other_methods_the_first_token_still_follows_the_judge(tiny_lm):
-    runs = runs_in_batches(tiny_lm, "persona-judge", [A, B], SAMPLING.replace(max_new_tokens=1), range(N))
+def test_in_batches_with_other_methods_the_first_token_still_follows_the_judge(lm):
+    runs = runs_in_batches(lm, "persona-judge", [A, B], SAMPLING.replace(max_new_tokens=1), range(N))
     tokens = np.array([r.token_ids[0] for r in runs])
-    p_a, p_b = warp(raw_logits(tiny_lm, [A])), warp(raw_logits(tiny_lm, [B]))
+    p_a, p_b = warp(raw_logits(lm, [A])), warp(raw_logits(lm, [B]))
     assert goodness_of_fit(tokens, p_b, "batched, 2 personas: first token vs the judge B") > ALPHA
     assert goodness_of_fit(tokens, p_a, "power: batched, first token vs the drafter A") < ALPHA
 
 
-def test_in_batches_with_three_personas_the_first_block_is_judged_by_b(tiny_lm):
-    runs = runs_in_batches(tiny_lm, "persona-judge", [A, B, C], SAMPLING.replace(max_new_tokens=1), range(N))
+def test_in_batches_with_three_personas_the_first_block_is_judged_by_b(lm):
+    runs = runs_in_batches(lm, "persona-judge", [A, B, C], SAMPLING.replace(max_new_tokens=1), range(N))
     tokens = np.array([r.token_ids[0] for r in runs])
-    p = {label: warp(raw_logits(tiny_lm, [text])) for label, text in zip("ABC", (A, B, C))}
+    p = {label: warp(raw_logits(lm, [text])) for label, text in zip("ABC", (A, B, C))}
     assert goodness_of_fit(tokens, p["B"], "batched, 3 personas: first token vs the judge B") > ALPHA
     for other in "AC":
         assert goodness_of_fit(tokens, p[other], f"power: batched, 3 personas vs {other}") < ALPHA
 
 
-def test_in_batches_fusion_still_follows_the_fused_distribution(tiny_lm):
+def test_in_batches_fusion_still_follows_the_fused_distribution(lm):
     alpha, weights = 1.0, [3.0, 1.0]
-    runs = runs_in_batches(tiny_lm, "fusion", [A, B], SAMPLING.replace(max_new_tokens=1), range(N),
+    runs = runs_in_batches(lm, "fusion", [A, B], SAMPLING.replace(max_new_tokens=1), range(N),
                            alpha=alpha, weights=weights)
     tokens = np.array([r.token_ids[0] for r in runs])
-    mixed = 0.75 * raw_logits(tiny_lm, [A]) + 0.25 * raw_logits(tiny_lm, [B])
-    base = raw_logits(tiny_lm, [])
+    mixed = 0.75 * raw_logits(lm, [A]) + 0.25 * raw_logits(lm, [B])
+    base = raw_logits(lm, [])
     expected = warp(base + (1 + alpha) * (mixed - base))
     assert goodness_of_fit(tokens, expected, "batched fusion α=1 w=3:1: vs fused") > ALPHA
     assert goodness_of_fit(tokens, warp(mixed), "power: batched fusion α=1 vs α=0") < ALPHA
 
 
-def test_in_batches_a_later_token_follows_the_penalised_judge(repetitive_lm):
-    runs = runs_in_batches(repetitive_lm, "persona-judge", [A, B], PENALISED, range(N))
-    second_token_follows_the_penalised_judge(repetitive_lm, runs, "batched, ")
+def test_in_batches_a_later_token_follows_the_penalised_judge(repeating_lm):
+    runs = runs_in_batches(repeating_lm, "persona-judge", [A, B], PENALISED, range(N))
+    second_token_follows_the_penalised_judge(repeating_lm, runs, "batched, ")

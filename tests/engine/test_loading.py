@@ -72,12 +72,16 @@ def test_four_bit_config_is_nf4_with_double_quantization():
     assert loading.bnb_config("8bit", torch.bfloat16).load_in_8bit
 
 
-def test_auto_dtype_is_float32_on_cpu_and_bf16_on_cuda(monkeypatch):
+def test_auto_dtype_is_float32_on_cpu_and_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
     assert loading.resolve_dtype("auto", "cpu") == torch.float32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert loading.resolve_dtype("auto", "cuda") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+
+    def native(including_emulation=True):  # a T4: bfloat16 only by emulation
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", native)
     assert loading.resolve_dtype("auto", "cuda") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere and later
+    assert loading.resolve_dtype("auto", "cuda") == torch.bfloat16
 
 
 def test_remote_code_is_only_trusted_when_asked(monkeypatch, tmp_path):
