@@ -72,6 +72,13 @@ def make_tiny_lm(seed: int = 0, chat_template: str | None = CHAT_TEMPLATE, init_
     return LoadedModel(model=model, tokenizer=tokenizer, name="tiny-llama")
 
 
+def in_bfloat16(lm: LoadedModel) -> LoadedModel:
+    """A bfloat16 copy of `lm`'s weights (a fresh module: `deepcopy` fails once the app has hooked the model)."""
+    model = type(lm.model)(lm.model.config).eval()
+    model.load_state_dict(lm.model.state_dict())
+    return LoadedModel(model=model.to(torch.bfloat16), tokenizer=lm.tokenizer, name=lm.name, dtype="bfloat16")
+
+
 def make_repetitive_lm() -> LoadedModel:
     """The tiny model with its output head pulled towards its input embeddings, so it tends to
     repeat the token it just read: a repetition penalty or an n-gram ban visibly changes it."""

@@ -8,11 +8,14 @@ decodes them together (`rows` at a time) and each alone, and reports how many ar
 for token (ids, decisions, drafters, judges), the largest |Δp| and |Δq| over the identical ones,
 and for each that differs where it first differs and why: the uniform that decided the token lay
 closer to the boundary (u against p/q for an acceptance, the sampled token's CDF edge) than the
-float rounding that the batch's shape changes. `python -m pjudge_core check-batch` prints it.
+float rounding that the batch's shape changes. It does so in each mode: "fast" (rows share
+forwards) and "reproducible" (each request in forwards of its own: identical by construction,
+whatever the dtype). `python -m pjudge_core check-batch` prints it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 
@@ -98,41 +101,53 @@ def _why(batched, alone) -> dict:
     return where
 
 
-def check_batched(lm, requests: list[Request], rows: int, progress=lambda message: None) -> dict:
-    """Decode `requests` together and alone; the report the module docstring describes."""
-    started = time.perf_counter()
-    progress(f"{len(requests)} requests together, {rows} rows at a time")
-    batched = generate_many(lm, requests, rows=rows)
-    together_s = time.perf_counter() - started
+MODES = ("fast", "reproducible")  # rows sharing forwards; each request in forwards of its own
+
+
+def in_mode(request: Request, mode: str) -> Request:
+    return dataclasses.replace(request, settings=request.settings.replace(reproducible=mode == "reproducible"))
+
+
+def check_batched(lm, requests: list[Request], rows: int, modes=MODES, progress=lambda message: None) -> dict:
+    """Decode `requests` together (`rows` at a time) in each of `modes`, and each alone; the report the
+    module docstring describes, one entry per mode under "modes"."""
     alone, started = [], time.perf_counter()
     for k, request in enumerate(requests):
         progress(f"alone {k + 1}/{len(requests)}")
         alone.append(stream_job(lm, request.job(lm)).run())
     alone_s = time.perf_counter() - started
-    identical, dp, dq, differing = 0, 0.0, 0.0, []
-    for k, (request, x, y) in enumerate(zip(requests, batched, alone)):
-        if _trace(x) == _trace(y):
-            identical += 1
-            dp = max([dp] + [abs(a.p - b.p) for a, b in zip(x.steps, y.steps)])
-            dq = max([dq] + [abs(a.q - b.q) for a, b in zip(x.steps, y.steps) if a.q is not None])
-        else:
-            differing.append({"request": k, "spec": str(request.spec), "personas": len(request.preferences),
-                              **_why(x, y)})
-    return {"model": lm.name, "device": str(lm.model.device), "dtype": lm.dtype, "rows": rows,
-            "requests": len(requests), "identical": identical, "max_dp_identical": dp, "max_dq_identical": dq,
-            "differing": differing, "tokens": sum(len(r.token_ids) for r in alone),
-            "seconds_together": together_s, "seconds_alone": alone_s}
+    report = {"model": lm.name, "device": str(lm.model.device), "dtype": lm.dtype, "rows": rows,
+              "requests": len(requests), "tokens": sum(len(r.token_ids) for r in alone), "seconds_alone": alone_s,
+              "modes": {}}
+    for mode in modes:
+        progress(f"{len(requests)} requests together, {rows} rows at a time ({mode})")
+        started = time.perf_counter()
+        batched = generate_many(lm, [in_mode(r, mode) for r in requests], rows=rows)
+        together_s = time.perf_counter() - started
+        identical, dp, dq, differing = 0, 0.0, 0.0, []
+        for k, (request, x, y) in enumerate(zip(requests, batched, alone)):
+            if _trace(x) == _trace(y):
+                identical += 1
+                dp = max([dp] + [abs(a.p - b.p) for a, b in zip(x.steps, y.steps)])
+                dq = max([dq] + [abs(a.q - b.q) for a, b in zip(x.steps, y.steps) if a.q is not None])
+            else:
+                differing.append({"request": k, "spec": str(request.spec), "personas": len(request.preferences),
+                                  **_why(x, y)})
+        report["modes"][mode] = {"identical": identical, "max_dp_identical": dp, "max_dq_identical": dq,
+                                 "differing": differing, "seconds_together": together_s}
+    return report
 
 
 def format_check(report: dict) -> str:
     lines = [f"{report['requests']} mixed requests on {report['model']} ({report['device']}, {report['dtype']}), "
-             f"{report['tokens']} tokens: together ({report['rows']} rows) {report['seconds_together']:.0f} s, "
-             f"one by one {report['seconds_alone']:.0f} s",
-             f"identical token for token: {report['identical']} of {report['requests']}",
-             f"largest |p batched - p alone| over the identical runs: {report['max_dp_identical']:.2e}, "
-             f"|q ...|: {report['max_dq_identical']:.2e}"]
-    for d in report["differing"]:
-        lines.append(f"  request {d['request']} ({d['spec']}, {d['personas']} personas) differs at token {d['index']}: "
-                     f"batched {d['batched']}, alone {d['alone']}; {d['reason']}; largest |dp| before: "
-                     f"{d['largest_dp_before']:.1e}")
+             f"{report['tokens']} tokens; one by one {report['seconds_alone']:.0f} s"]
+    for mode, m in report["modes"].items():
+        lines += [f"{mode}: together ({report['rows']} rows) {m['seconds_together']:.0f} s; identical token for "
+                  f"token: {m['identical']} of {report['requests']}",
+                  f"  largest |p batched - p alone| over the identical runs: {m['max_dp_identical']:.2e}, "
+                  f"|q ...|: {m['max_dq_identical']:.2e}"]
+        for d in m["differing"]:
+            lines.append(f"  request {d['request']} ({d['spec']}, {d['personas']} personas) differs at token "
+                         f"{d['index']}: batched {d['batched']}, alone {d['alone']}; {d['reason']}; largest |dp| "
+                         f"before: {d['largest_dp_before']:.1e}")
     return "\n".join(lines)

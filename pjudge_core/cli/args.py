@@ -55,6 +55,9 @@ def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = 
                         help=f"on the generated output only; 1.0 is off (default {d['repetition_penalty']})")
     parser.add_argument("--no-repeat-ngram-size", type=int,
                         help=f"ban repeating any n-gram of the output; 0 is off (default {d['no_repeat_ngram_size']})")
+    parser.add_argument("--reproducible", action="store_const", const=True,
+                        help="decode each request in forwards of its own, so its tokens never depend on the requests "
+                             "decoded beside it (slower when many decode together)")
     parser.add_argument("--seed", type=int, default=seed,
                         help=f"(default {'random' if seed is None else seed})")
 

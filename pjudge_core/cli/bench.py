@@ -9,12 +9,13 @@ import argparse
 import json
 import sys
 
-from ..bench.batch_check import check_batched, format_check, mixed_requests
+from ..bench.batch_check import MODES, check_batched, format_check, mixed_requests
 from ..bench.batched import format_batched_report, run_batched_benchmark
 from ..bench.decoding import format_report, run_benchmark, run_quantization_benchmark
 from ..bench.scoring import format_scoring_report, run_scoring_benchmark
 from ..engine.loading import load_model
 from ..engine.requests import check_rows
+from ..errors import InputError
 from ..evaluation.self_judge.alignment import SAMPLE_PAIRS, load_pairs
 from .args import add_model_arguments, load_from_args
 
@@ -43,7 +44,11 @@ def run_batched(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     check_rows(args.rows)
     requests = mixed_requests(args.requests, seed=args.sample_seed, max_new_tokens=args.tokens)
-    report = check_batched(load_from_args(args), requests, args.rows,
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or not modes:
+        raise InputError(f"--modes takes {', '.join(MODES)} (comma-separated); got {args.modes!r}.")
+    report = check_batched(load_from_args(args), requests, args.rows, modes=modes,
                            progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(json.dumps(report, indent=2) if args.json else format_check(report))
     return 0
@@ -85,6 +90,8 @@ def add_parser(sub) -> None:
     ck.add_argument("--tokens", type=int, default=64, help="the longest budget (budgets vary from 1 to this)")
     ck.add_argument("--rows", type=int, default=16, help="requests decoded together")
     ck.add_argument("--sample-seed", type=int, default=0, help="which mixed requests")
+    ck.add_argument("--modes", default=",".join(MODES),
+                    help="fast (rows share forwards), reproducible (each request in forwards of its own), or both")
     ck.add_argument("--json", action="store_true")
     add_model_arguments(ck)
     ck.set_defaults(func=run_check)

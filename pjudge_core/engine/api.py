@@ -54,7 +54,8 @@ def prepare(lm: LoadedModel, method: str, query: str, preferences: Preferences =
     trace = Trace(lm, method, record, list(prefs), ignore_eos)
     prompts, decoder = spec.start(lm, query, prefs, settings, options, uniforms, trace)
     _check_lengths(lm, prompts, settings.max_new_tokens)
-    return Job(method, prompts, decoder, trace, spec.period(settings), settings.max_new_tokens)
+    return Job(method, prompts, decoder, trace, spec.period(settings), settings.max_new_tokens,
+               settings.reproducible)
 
 
 def stream_job(lm: LoadedModel, job: Job) -> Stream:

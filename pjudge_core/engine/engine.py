@@ -14,13 +14,17 @@ Contract:
     work), run the forwards (`runner.ModelRunner`), hand each request its logits and run it to its
     next feed. Every running request advances by one feed per step, so rows may be out of phase
     (different λ, 3-4 personas, one prefilling while others draft): the grouping is by width, not
-    by phase.
+    by phase. A reproducible request (`DecodeSettings.reproducible`) shares no forward: its feeds go
+    through forwards of their own, grouped as when it decodes alone.
   * Who steps: whoever calls `step()` or iterates `stream()` (one thread at a time: a lock), or the
     engine's own thread after `start()` (a long-lived engine shared by threads, e.g. an app's
     visitors). A job can be read from any thread: iterating it blocks until steps arrive.
   * Exactness: a request's random numbers depend only on its seed and output positions
-    (`sampling.Uniforms`), and each row attends only to its own tokens (`kv`), so a request decodes
-    the same tokens in any batch as alone; p and q differ from a lone run by float rounding only.
+    (`sampling.Uniforms`), and each row attends only to its own tokens (`kv`), so a request's tokens
+    are distributed in any batch as alone; p and q differ from a lone run by float rounding only,
+    which the batch's shape changes (in float32 on this project's CPU, 100 mixed requests decode
+    the very tokens of their lone runs; in bfloat16 a token at a near-tie may differ). A
+    reproducible request decodes the very tokens of its lone run, in any dtype.
   * Memory: the KV pool has a budget (`memory.default_budget`: what the device has, or a setting).
     A request is admitted when its rows fit beside the running ones' (its prompt plus its budget of
     new tokens, `Job.kv_tokens`), and the pool grows for it then, so a request never grows the pool
@@ -131,10 +135,8 @@ class Engine:
             running = [job for job in self.scheduler.running if job.need is not None]
             feeds = [(job, f) for job in running for f in (job.need if isinstance(job.need, list) else [job.need])]
             logits: dict[int, torch.Tensor] = {}
-            groups = plan_forwards([len(f.tokens) for _, f in feeds], [f.slot for _, f in feeds],
-                                   self.rows * FEEDS_PER_REQUEST)
-            for group in groups:
-                logits.update(self._forward([feeds[i] for i in group]))
+            for group in self._plan(feeds):
+                logits.update(self._forward(group))
             for job in running:
                 if not job.done:
                     need = job.need
@@ -186,6 +188,19 @@ class Engine:
                     for job in list(scheduler.running):
                         if not job.done:
                             self._fail(job, exc)
+
+    def _plan(self, feeds: list[tuple[Job, Feed]]) -> list[list[tuple[Job, Feed]]]:
+        """The forwards of one step: the shared requests' feeds grouped by width (`plan_forwards`), and
+        each reproducible request's feeds in forwards of their own, grouped as when it decodes alone."""
+        def planned(some: list[tuple[Job, Feed]]) -> list[list[tuple[Job, Feed]]]:
+            groups = plan_forwards([len(f.tokens) for _, f in some], [f.slot for _, f in some],
+                                   self.rows * FEEDS_PER_REQUEST)
+            return [[some[i] for i in group] for group in groups]
+
+        alone = list(dict.fromkeys(job for job, _ in feeds if job.reproducible))
+        shared = [(job, f) for job, f in feeds if not job.reproducible]
+        return (planned(shared) if shared else []) + [g for job in alone for g in planned(
+            [(j, f) for j, f in feeds if j is job])]
 
     def _fits(self, job: Job) -> bool:
         return self.pool.fits(len(job.prompts), job.kv_tokens)

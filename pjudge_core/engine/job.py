@@ -32,10 +32,11 @@ class Job:
     """A request for the engine (see the module docstring)."""
 
     def __init__(self, method: str, prompts: list[list[int]], decoder: Callable[[list[Row]], Decoder],
-                 trace: Trace, period: int | None = None, max_new_tokens: int = 0):
+                 trace: Trace, period: int | None = None, max_new_tokens: int = 0, reproducible: bool = False):
         self.method = method
         self.prompts = prompts
         self.kv_tokens = max(map(len, prompts)) + max_new_tokens  # the longest any of its rows grows
+        self.reproducible = reproducible  # its rows go through forwards of their own (`DecodeSettings`)
         self.make_decoder = decoder  # the decoder, given the rows of `prompts` in order
         self.trace = trace
         self.period = period  # steps per block of a block-wise decoder (Persona-judge: λ + 1), for admission

@@ -29,6 +29,7 @@ LABELS = {
     "seed": "Seed",
     "repetition_penalty": "Repetition penalty",
     "no_repeat_ngram_size": "No-repeat n-gram size",
+    "reproducible": "Reproducible",
 }
 
 
@@ -48,6 +49,11 @@ class DecodeSettings:
     # different persona; penalising it would make p/q measure the penalty, not the preference).
     repetition_penalty: float = 1.0  # 1.0 = off
     no_repeat_ngram_size: int = 0  # 0 = off
+    # Rows share forwards by default (fast; in bfloat16, or on a GPU whose kernels depend on the batch's
+    # shape, a token may then differ from a lone run by rounding). Reproducible: the request's rows go
+    # through forwards of their own, shaped as when it decodes alone, so its tokens never depend on its
+    # batch-mates (docs/decoding.md, "What a seed reproduces").
+    reproducible: bool = False
 
     def __post_init__(self):
         _whole(self, "max_new_tokens", low=1)
@@ -59,6 +65,7 @@ class DecodeSettings:
         _number(self, "top_p")
         _number(self, "repetition_penalty")
         _whole(self, "no_repeat_ngram_size", low=0)
+        _flag(self, "reproducible")
         if self.seed is not None:
             _whole(self, "seed", low=0)
         if not self.greedy and not self.temperature > 0:

@@ -38,11 +38,12 @@ FIELDS = (
     Field("roles"), Field("greedy"), Field("temperature"), Field("top_k"), Field("top_p"), Field("max_new_tokens"),
     Field("seed"), Field("methods", None), Field("n_personas", 2), Field("persona_c", None), Field("pref_c", ""),
     Field("persona_d", None), Field("pref_d", ""), Field("alpha", 0.0), Field("weights", ""),
-    Field("repetition_penalty", None), Field("no_repeat_ngram_size", None),
+    Field("repetition_penalty", None), Field("no_repeat_ngram_size", None), Field("reproducible", False),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
-# The front samples answers of its own length ("tokens per answer"), so it takes every field but that one.
-FRONT_FIELDS = tuple(f for f in FIELDS if f.name != "max_new_tokens")
+# The front samples answers of its own length ("tokens per answer"), so it takes every field but that one;
+# and it takes `reproducible` after its own parameters, where that field arrived (clients pass them in order).
+FRONT_FIELDS = tuple(f for f in FIELDS if f.name not in ("max_new_tokens", "reproducible"))
 
 Values = Mapping[str, object]  # {field name: raw value}
 
@@ -129,7 +130,8 @@ def read_form(access: Access, values: Values) -> LabForm:
     settings = DecodeSettings.from_inputs(
         lam=form["lam"], alternate=(roles != "fixed"), greedy=form["greedy"], temperature=form["temperature"],
         top_k=form["top_k"], top_p=form["top_p"], max_new_tokens=form["max_new_tokens"], seed=form["seed"],
-        repetition_penalty=form["repetition_penalty"], no_repeat_ngram_size=form["no_repeat_ngram_size"])
+        repetition_penalty=form["repetition_penalty"], no_repeat_ngram_size=form["no_repeat_ngram_size"],
+        reproducible=form["reproducible"])
     slots = lab.slots()
     unknown = sorted(set(map(str, methods)) - set(slots))
     if unknown:

@@ -36,16 +36,15 @@ import inspect
 from collections.abc import Callable
 
 import gradio as gr
-import torch
 from gradio.blocks import Block, Blocks
 from gradio.components import State
 from gradio.state_holder import SessionState
 
-from ..errors import PJudgeError
+from ..engine.memory import is_out_of_memory
+from ..errors import OUT_OF_MEMORY, PJudgeError
 from .turns import in_own_thread, in_own_threads
 
 SESSIONS = 200  # sessions kept in memory (Gradio's `state_session_capacity`; least recently used go first)
-OUT_OF_MEMORY = "The GPU ran out of memory for this request; lower max new tokens or tick fewer methods."
 
 
 def readable(exc: Exception) -> gr.Error | None:
@@ -55,7 +54,7 @@ def readable(exc: Exception) -> gr.Error | None:
         return None
     if isinstance(exc, PJudgeError):
         return gr.Error(str(exc))
-    if isinstance(exc, torch.OutOfMemoryError):
+    if is_out_of_memory(exc):  # the engine's own sentence (it fails only the request that ran out)
         return gr.Error(OUT_OF_MEMORY)
     return None
 

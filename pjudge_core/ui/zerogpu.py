@@ -9,6 +9,12 @@ start-up) times the tokens and panels (or answers, or sequences to score), with 
 fixed time before and after the handler runs. Inside the call the handler stops decoding at
 `GpuTime.limit`, before the asked duration runs out, so the run ends cleanly (its record written)
 instead of being killed. (What a visitor reads across the call's boundary: `serving.served`.)
+
+The `spaces` package multiplies what a call asks for by its GPU's duration factor (1.0 on an H200,
+1.5 on the half-card RTX PRO 6000 slices; its config, read at run time: `duration_factor`), and
+compares the product with the visitor's daily quota. So no call asks for more than the anonymous
+quota (`ANONYMOUS_QUOTA_S`) divided by that factor: an anonymous visitor can always run, and the
+longest runs stop at that limit (their record written) rather than being refused by ZeroGPU.
 """
 
 from __future__ import annotations
@@ -38,6 +44,20 @@ FIT_FORWARDS = 2.0  # scoring a finished answer under every persona: its sequenc
 ROW_COST = 0.15
 SCORE_TOKENS = 1.0  # one sequence scored (inference, judge capacity) costs about one decoded token
 WRITE_TOKENS = 64  # the candidate the model writes in persona inference (greedy, one sentence)
+ANONYMOUS_QUOTA_S = 120  # ZeroGPU's daily GPU time of a visitor who is not logged in (hub docs, July 2026)
+
+
+def duration_factor() -> float:
+    """What the installed `spaces` package multiplies a call's duration by on this machine's GPU (1.0
+    where it cannot tell: off ZeroGPU, or with a `spaces` that has no such config)."""
+    try:
+        from spaces.zero.config import get_config
+    except ImportError:
+        return 1.0
+    try:
+        return float(get_config().get("duration_factor", 1.0))
+    except Exception:  # noqa: BLE001 (a config the package cannot read: no factor known)
+        return 1.0
 
 
 def forwards_per_token(spec: RunSpec, form: LabForm) -> float:
@@ -50,10 +70,11 @@ class GpuTime:
     Off ZeroGPU every request is None and the limit is the app's own (`Access.time_limit`)."""
 
     def __init__(self, access: Access | None = None, zero_gpu: bool = False,
-                 token_costs: Mapping[str, float] | None = None):
+                 token_costs: Mapping[str, float] | None = None, factor: float | None = None):
         self.access = access or Access()
         self.zero_gpu = zero_gpu
         self.token_costs = dict(token_costs or {})  # model id -> s per token, over the presets (tests)
+        self._factor = factor  # the GPU's duration factor; read from `spaces` when first needed
 
     # ------------------------------------------------------------------ costs
     def token_s(self, model_name, four_bit) -> float:
@@ -63,10 +84,16 @@ class GpuTime:
         return cost * (FOUR_BIT_SLOWER if four_bit else 1.0)
 
     @property
+    def factor(self) -> float:
+        if self._factor is None:
+            self._factor = duration_factor() if self.zero_gpu else 1.0
+        return self._factor
+
+    @property
     def max_s(self) -> int:
-        """The largest request: the app's own run limit plus the time around it, so that limit
-        (not ZeroGPU) ends the longest runs."""
-        return math.ceil(self.access.run_seconds + START_S + END_S)
+        """The largest request: the app's own run limit plus the time around it, but never more than
+        an anonymous visitor's quota once ZeroGPU applies its duration factor (module docstring)."""
+        return min(math.ceil(self.access.run_seconds + START_S + END_S), math.floor(ANONYMOUS_QUOTA_S / self.factor))
 
     def _asked(self, tokens: float, token_s: float) -> int | None:
         if not self.zero_gpu:
@@ -87,6 +114,8 @@ class GpuTime:
         """Forwards, in lone-row token units, of `samples` answers per ticked method decoded together."""
         costs = [form.settings.max_new_tokens * forwards_per_token(spec, form) for spec in form.specs.values()]
         answers = samples * len(costs)
+        if form.settings.reproducible:  # every answer in forwards of its own: nothing shared
+            return samples * sum(costs) + answers * FIT_FORWARDS
         return max(costs) * (1 + ROW_COST * (answers - 1)) + answers * FIT_FORWARDS
 
     def infer(self, model_name, four_bit, pairs: int, candidates: int, write: bool) -> int | None:
@@ -131,7 +160,8 @@ class GpuTime:
 
     def front_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.front(
-            a["model_name"], a["four_bit"], self.form(a, max_new_tokens=a["tokens"]), int(float(a["samples"]))))
+            a["model_name"], a["four_bit"], self.form(a, max_new_tokens=a["tokens"], reproducible=a["reproducible"]),
+            int(float(a["samples"]))))
 
     def infer_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.infer(

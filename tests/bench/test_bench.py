@@ -38,12 +38,18 @@ def test_the_batched_benchmark_compares_together_with_one_by_one(tiny_lm):
     assert "| 2 |" in format_batched_report(report)
 
 
-def test_the_batch_check_finds_mixed_requests_identical_to_their_lone_runs(tiny_lm, tiny_folder, capsys):
+def test_the_batch_check_finds_mixed_requests_identical_to_their_lone_runs_in_each_mode(tiny_lm, tiny_folder,
+                                                                                        capsys):
     report = check_batched(tiny_lm, mixed_requests(12, max_new_tokens=12), rows=4)
-    assert report["identical"] == report["requests"] == 12 and report["differing"] == []
-    assert "identical token for token: 12 of 12" in format_check(report)
-    assert main(["check-batch", "--requests", "4", "--tokens", "8", "--rows", "2", "--model", tiny_folder, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["requests"] == 4
+    for mode in ("fast", "reproducible"):
+        assert report["modes"][mode]["identical"] == report["requests"] == 12 and not report["modes"][mode]["differing"]
+    assert "fast: together (4 rows)" in format_check(report) and "identical token for token: 12 of 12" in \
+        format_check(report)
+    assert main(["check-batch", "--requests", "4", "--tokens", "8", "--rows", "2", "--modes", "reproducible",
+                 "--model", tiny_folder, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["requests"] == 4 and list(out["modes"]) == ["reproducible"]
+    assert main(["check-batch", "--modes", "slow", "--model", tiny_folder]) == 2
 
 
 def test_the_scoring_benchmark_compares_shared_and_flat_in_one_process(tiny_lm, tiny_folder, pairs, tmp_path, capsys):

@@ -15,11 +15,11 @@ with respect to the p and q it was decided with): the expected distributions com
 float32 head over the model's hidden states that the engine uses (`runner.project_to_vocabulary`).
 """
 
-import copy
 
 import numpy as np
 import pytest
 import torch
+from conftest import in_bfloat16
 from scipy.stats import chi2_contingency, chisquare
 
 from pjudge_core import (
@@ -61,8 +61,7 @@ def runs_in_batches(lm, spec, preferences, settings, seeds, rows=16, **options):
 def in_dtype(model: LoadedModel, dtype: str) -> LoadedModel:
     if dtype == "float32":
         return model
-    return LoadedModel(model=copy.deepcopy(model.model).to(torch.bfloat16), tokenizer=model.tokenizer, name=model.name,
-                       dtype=dtype)
+    return in_bfloat16(model)
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])

@@ -241,3 +241,21 @@ def test_bundled_batch_and_report_end_to_end(bundled_lm, tmp_path):
     result = write_report(out, [], out_md=tmp_path / "r.md", out_html=tmp_path / "r.html")
     assert set(result["summary"]) == {"persona-judge", "direct"}
     assert "plotly" in (tmp_path / "r.html").read_text()[:100000].lower()
+
+
+def test_a_file_written_before_a_setting_existed_resumes_with_that_setting_at_its_default(tiny_lm, tmp_path,
+                                                                                        prompts_file):
+    out = tmp_path / "old.jsonl"
+    prompts = read_prompts(prompts_file)[:2]
+    settings = DecodeSettings(seed=0, max_new_tokens=4)
+    run_batch(tiny_lm, prompts[:1], ["Be concise.", "Be funny."], out, settings=settings, progress=False)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    for record in lines:  # as a file from before `reproducible` existed
+        del record["run"]["settings"]["reproducible"]
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    summary = run_batch(tiny_lm, prompts, ["Be concise.", "Be funny."], out, settings=settings, progress=False,
+                        resume=True)
+    assert summary["skipped"] == len(lines) and summary["written"] == len(lines)
+    with pytest.raises(InputError, match="different settings \\(reproducible\\)"):
+        run_batch(tiny_lm, prompts, ["Be concise.", "Be funny."], out, settings=settings.replace(reproducible=True),
+                  progress=False, resume=True)

@@ -20,7 +20,7 @@ from pjudge_core.ui.deployment import Deployment, detect_hardware
 from pjudge_core.ui.form import read_form
 from pjudge_core.ui.models import ModelHolder
 from pjudge_core.ui.serving import OUT_OF_MEMORY, served
-from pjudge_core.ui.zerogpu import END_S, MIN_S, START_S, GpuTime
+from pjudge_core.ui.zerogpu import ANONYMOUS_QUOTA_S, END_S, MIN_S, START_S, GpuTime
 
 SPACE = {"SPACE_ID": "someone/persona-judge"}
 
@@ -124,9 +124,25 @@ def test_a_call_asks_for_what_its_inputs_need():
                                                                                           False, 100)
     assert gpu.infer("x", False, 4, 6, True) > gpu.infer("x", False, 4, 6, False)
     # inside the call, the run stops before the asked time runs out, and never later than the app's limit
-    assert gpu.limit(small) == small - START_S - END_S and gpu.limit(gpu.max_s) == ZERO.run_seconds
+    assert gpu.limit(small) == small - START_S - END_S
+    assert gpu.limit(gpu.max_s) == min(ZERO.run_seconds, gpu.max_s - START_S - END_S)
     off = GpuTime(ZERO, zero_gpu=False)
     assert off.run("Qwen/Qwen2.5-1.5B-Instruct", False, form()) is None and off.limit(None) == ZERO.run_seconds
+
+
+def test_no_call_asks_for_more_than_an_anonymous_quota_after_the_gpus_duration_factor(monkeypatch):
+    import spaces.zero.config
+
+    for factor, largest in ((1.0, 120), (1.5, 80)):  # the H200; the half-card RTX PRO 6000 slices
+        monkeypatch.setattr(spaces.zero.config, "get_config", lambda factor=factor: {"duration_factor": factor})
+        gpu = GpuTime(ZERO, zero_gpu=True)
+        assert gpu.factor == factor and gpu.max_s == largest == ANONYMOUS_QUOTA_S / factor
+        asked = [gpu.run("Qwen/Qwen2.5-7B-Instruct", False, form(max_new_tokens=512, methods=[
+            "persona-judge", "direct", "fusion", "direct[A]", "direct[B]"])),
+                 gpu.front("Qwen/Qwen2.5-7B-Instruct", False, form(max_new_tokens=256), 16),
+                 gpu.capacity("Qwen/Qwen2.5-7B-Instruct", True, 200), gpu.infer("x", True, 100, 20, True)]
+        assert max(asked) == largest and factor * max(asked) <= ANONYMOUS_QUOTA_S
+    assert GpuTime(ZERO, zero_gpu=False).factor == 1.0  # off ZeroGPU nothing is read
 
 
 def test_the_duration_reads_the_call_arguments_like_the_handler():

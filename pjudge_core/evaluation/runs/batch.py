@@ -141,6 +141,9 @@ def run_batch(
             "seconds": time.perf_counter() - started}
 
 
+DEFAULT_SETTINGS = {k: v for k, v in DecodeSettings().to_dict().items() if k != "seed"}
+
+
 def _finished(out_path: Path, run: dict, resume: bool, overwrite: bool) -> set[tuple[str, str]]:
     """The (id, spec) already in `out_path` when resuming; checks the file belongs to this run."""
     done: set[tuple[str, str]] = set()
@@ -148,6 +151,9 @@ def _finished(out_path: Path, run: dict, resume: bool, overwrite: bool) -> set[t
         if resume:
             for rec in read_records(out_path, repair=True):
                 old = rec.get("run")
+                if old is not None and isinstance(old.get("settings"), dict):
+                    # A setting added since the file was written took its default there.
+                    old = {**old, "settings": {**DEFAULT_SETTINGS, **old["settings"]}}
                 if old is not None and old != run:
                     diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
                     if "settings" in diff:

@@ -146,6 +146,10 @@ class CompareTab(Tab):
                                                           elem_id="fusion-alpha"))
                         form["weights"] = gr.Textbox("", label="Fusion weights A:B:… (empty = equal)",
                                                      elem_id="fusion-weights")
+                        form["reproducible"] = raw(gr.Checkbox(
+                            False, label="Reproducible", elem_id="reproducible",
+                            info="Each answer in forwards of its own: its tokens never depend on other visitors' "
+                                 "answers decoding beside it (slower when many decode at once)"))
                     offered = not access.public or bool(access.four_bit)
                     with gr.Accordion("Model options", open=False, elem_id="model-options", visible=offered):
                         self.four_bit = gr.Checkbox(False, label="4-bit (NF4, CPU or GPU)", elem_id="four-bit",
@@ -364,13 +368,14 @@ class CompareTab(Tab):
                    **records.carried_over(previous)})
         path = records.write_record(record)
         summary = ", ".join(f"{p.spec.label} {len(p.steps)} tokens" for p in run.panels.values())
+        mode = " (reproducible: every answer in forwards of its own)" if form.settings.reproducible else ""
         return out(
             {slot: panel(slot, False) for slot in run.panels},
             heatmap=charts.heatmap_figure(blocks.steps) if blocks else None,
             plot=charts.logratio_figure(blocks.steps) if blocks else None,
             acceptance=charts.acceptance_figure(blocks.steps) if blocks else None,
             download=gr.update(value=path, visible=True),
-            message=stopped or render.message_html(f"Done: {summary}. Hover the tokens for details; "
+            message=stopped or render.message_html(f"Done: {summary}{mode}. Hover the tokens for details; "
                                                       "the Did it work? tab scores every answer.", "ok"),
             record=record, fit_plot=fit_plot)
 

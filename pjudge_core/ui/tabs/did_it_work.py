@@ -76,7 +76,7 @@ class DidItWorkTab(Tab):
         front_event = self.front_btn.click(
             page.on_gpu(self.front, self.gpu.front_duration),
             [compare.model, compare.four_bit, *compare.form_inputs(FRONT_FIELDS), self.front_k, self.front_tokens,
-             self.front_x, self.front_y, page.record],
+             self.front_x, self.front_y, page.record, compare.form["reproducible"]],
             [self.front_plot, self.front_msg, page.front, compare.download, page.record], **page.model_event,
             api_name="front")
         self.front_stop.click(lambda: render.message_html("Stopped.", "info"), None, self.front_msg,
@@ -89,7 +89,7 @@ class DidItWorkTab(Tab):
 
     # ------------------------------------------------------------------ handlers
     @takes_form(FRONT_FIELDS)
-    def front(self, model_name, four_bit, form, samples, tokens, x, y, record,
+    def front(self, model_name, four_bit, form, samples, tokens, x, y, record, reproducible=False,
               progress=gr.Progress()) -> Iterator[tuple]:
         """Sample K answers per ticked method and score each under every persona. Yields: front
         plot, front summary HTML, front result (gr.State), download button, run record (gr.State)."""
@@ -100,7 +100,8 @@ class DidItWorkTab(Tab):
                 if not 1 <= k <= MAX_SAMPLES:
                     raise InputError(f"Samples per method must be between 1 and {MAX_SAMPLES}; got {k}.")
                 lab_form = read_form(self.access, {
-                    **form, "max_new_tokens": number(tokens, "Tokens per answer", DEFAULT_FRONT_TOKENS, whole=True)})
+                    **form, "max_new_tokens": number(tokens, "Tokens per answer", DEFAULT_FRONT_TOKENS, whole=True),
+                    "reproducible": reproducible})
                 charts.check_axes(lab_form.preferences, x, y)  # before the model loads
                 self.access.check_model(model_name, bool(four_bit))
                 progress(0.0, desc="Loading the model …")
