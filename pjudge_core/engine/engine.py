@@ -3,16 +3,18 @@
 Contract:
   * A request is a `job.Job` made ready by `api.prepare`: its prompts (one row of the KV pool
     each), its decoder (a generator that yields a `kv.Feed`, or a list of them, where a batch-of-one
-    decoder would call the model, receives the logits, and yields each `Step` as it decides a token)
-    and its `Trace`. So the decoders still read like the paper's Algorithm 1; the engine decides
-    which forward each feed goes into.
+    decoder would call the model, and receives the logits; or a `sampler` want, a draw or a judging
+    over a feed, and receives the numbers it decides with; and yields each `Step` as it decides a
+    token) and its `Trace`. So the decoders still read like the paper's Algorithm 1; the engine
+    decides which forward each feed goes into, and serves every want of a step together.
   * `Engine.submit(job)` (from any thread) queues it; `cancel(job)` (any thread) stops it at the
     next step and frees its rows. Who joins when is the `scheduler.Scheduler`'s decision (waves of
     `rows` requests; a block-wise request joins in phase with the running ones).
   * `step()`: admit, take every running request's next feeds, group them into forwards
     (`scheduler.plan_forwards`: rows of similar width together, i.e. one forward per kind of
-    work), run the forwards (`runner.ModelRunner`), hand each request its logits and run it to its
-    next feed. Every running request advances by one feed per step, so rows may be out of phase
+    work), run the forwards (`runner.ModelRunner`), serve the step's wants in one batch per kind of
+    processing (`sampler.serve`: a constant number of host transfers per step, not per request),
+    hand each request its logits or its answer and run it to its next feed. Every running request advances by one feed per step, so rows may be out of phase
     (different λ, 3-4 personas, one prefilling while others draft): the grouping is by width, not
     by phase. A reproducible request (`DecodeSettings.reproducible`) shares no forward: its feeds go
     through forwards of their own, grouped as when it decodes alone.
@@ -59,6 +61,7 @@ from .job import Job
 from .kv import Feed, KVPool, Row
 from .memory import default_budget, is_out_of_memory
 from .runner import ModelRunner
+from .sampler import serve
 from .scheduler import Scheduler, plan_forwards
 from .trace import Step
 
@@ -133,15 +136,12 @@ class Engine:
             while (job := self.scheduler.admit(self.steps, self._fits)) is not None:
                 self._start(job, emitted)
             running = [job for job in self.scheduler.running if job.need is not None]
-            feeds = [(job, f) for job in running for f in (job.need if isinstance(job.need, list) else [job.need])]
+            feeds = [(job, f) for job in running for f in job.feeds]
             logits: dict[int, torch.Tensor] = {}
             for group in self._plan(feeds):
                 logits.update(self._forward(group))
-            for job in running:
-                if not job.done:
-                    need = job.need
-                    self._advance(job, [logits[id(f)] for f in need] if isinstance(need, list) else logits[id(need)],
-                                  emitted)
+            for job, answer in self._answers(running, logits):
+                self._advance(job, answer, emitted)
             ended = self.scheduler.take_ended()
             self.steps += 1
         return emitted + [(job, None) for job in ended]
@@ -244,6 +244,33 @@ class Engine:
         for job, _ in feeds:
             job.compute_seconds += share
         return {id(f): value for (_, f), value in zip(feeds, out)}
+
+    def _answers(self, running: list[Job], logits: dict[int, torch.Tensor]) -> list[tuple[Job, object]]:
+        """What each running job's decoder is sent: its feeds' logits, or its want's answer, every want of
+        the step served together (`sampler.serve`; its time is split among them). If serving them together
+        fails, each is served alone, so that only the request that caused it fails."""
+        jobs = [job for job in running if not job.done]  # (a failed forward ended some)
+        wants = [job for job in jobs if not isinstance(job.need, Feed | list)]
+        answers = {id(job): logits[id(job.need)] if isinstance(job.need, Feed) else [logits[id(f)] for f in job.need]
+                   for job in jobs if job not in wants}
+        if wants:
+            started = time.perf_counter()
+            asked = [(job.need, [logits[id(f)] for f in job.need.feeds]) for job in wants]
+            try:
+                served = serve(asked)
+            except Exception:
+                served = []
+                for job, one in zip(wants, asked):
+                    try:
+                        served += serve([one])
+                    except Exception as exc:
+                        self._fail(job, OutOfMemory() if is_out_of_memory(exc) else exc)
+                        served.append(None)
+            share = (time.perf_counter() - started) / len(wants)
+            for job, answer in zip(wants, served):
+                job.compute_seconds += share
+                answers[id(job)] = answer
+        return [(job, answers[id(job)]) for job in jobs if not job.done]
 
     def _advance(self, job: Job, logits, emitted: list) -> None:
         """Send the logits to the decoder and run it to its next feed, collecting the steps it decides."""

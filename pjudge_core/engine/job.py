@@ -3,7 +3,8 @@
 A `Job` is made by `api.prepare` (validated, its prompts built; nothing decoded yet) and handed to
 an `Engine` (`submit`). It holds, in one place: its prompts (one KV row each once admitted), its
 decoder (a generator that yields a `kv.Feed`, or a list of them, where a batch-of-one decoder would
-call the model, receives the logits, and yields each `Step` as it decides a token), its `Trace`
+call the model, and receives the logits; or a `sampler` want, and receives the numbers it decides
+with; and yields each `Step` as it decides a token), its `Trace`
 (the steps, kept once), its block period and the KV memory its rows need (for admission), its
 state, and the engine's figures for it: the forwards it took part in, its share of the machine, and its latency. When the decoder
 returns, the job's `outcome()` is its `Result`.
@@ -20,9 +21,10 @@ import time
 from collections.abc import Callable, Generator, Iterator
 
 from .kv import Feed, Row
+from .sampler import Want
 from .trace import Result, Step, Trace
 
-Decoder = Generator  # yields Feed | list[Feed] | Step, receives logits
+Decoder = Generator  # yields Feed | list[Feed] | Want | Step, receives logits or a want's answer
 
 STATES = ("waiting", "running", "finished", "cancelled", "failed")
 DONE = ("finished", "cancelled", "failed")
@@ -45,7 +47,7 @@ class Job:
         self.joined = 0  # the engine step it was admitted at
         self.rows: list[Row] = []
         self.decoder: Decoder | None = None
-        self.need: Feed | list[Feed] | None = None  # what the decoder waits for: its next feed(s)
+        self.need: Feed | list[Feed] | Want | None = None  # what the decoder waits for: its next feed(s), or a want
         self.result: Result | None = None
         self.error: BaseException | None = None
         self.forward_passes = 0  # the forwards it took part in
@@ -65,6 +67,12 @@ class Job:
     @property
     def done(self) -> bool:
         return self.state in DONE
+
+    @property
+    def feeds(self) -> list[Feed]:
+        """The rows the decoder's next need feeds: a bare feed's, a list's, or a want's (`sampler`)."""
+        need = self.need
+        return [need] if isinstance(need, Feed) else need if isinstance(need, list) else need.feeds
 
     # ------------------------------------------------------------------ any thread
     def __iter__(self) -> Iterator[Step]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers.cache_utils import Cache
 
@@ -156,14 +157,29 @@ class KVPool(Cache):
 
     def _index(self, writes, heads: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat row indices of every real token's (row, head) vector in the new states (rows, heads,
-        width, dim), and of where it goes in a buffer (slots, heads, capacity, dim)."""
-        source, target = [], []
-        for row, (slot, pad, start, end) in enumerate(writes):
-            for head in range(heads):
-                source.append(torch.arange((row * heads + head) * width + pad, (row * heads + head + 1) * width))
-                target.append(torch.arange((slot * heads + head) * self.capacity + start,
-                                           (slot * heads + head) * self.capacity + end))
-        return torch.cat(source).to(device), torch.cat(target).to(device)
+        width, dim), and of where it goes in a buffer (slots, heads, capacity, dim), in one transfer.
+        A few numpy operations whatever the number of rows; a plain loop when there are few indices,
+        where it is cheaper (a decoding step of one request)."""
+        if len(writes) * heads <= 8:
+            source, target = [], []
+            for row, (slot, pad, start, end) in enumerate(writes):
+                for head in range(heads):
+                    first = (row * heads + head) * width + pad
+                    source += range(first, first + end - start)
+                    first = (slot * heads + head) * self.capacity + start
+                    target += range(first, first + end - start)
+            both = torch.tensor([source, target])
+        else:
+            slot, pad, start, end = np.array(writes, dtype=np.int64).T
+            count = end - start  # real tokens per row
+            row = np.repeat(np.arange(len(writes)), count)  # each real token's row and place in it
+            offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+            head = np.arange(heads)[:, None]
+            source = (row * heads + head) * width + pad[row] + offset
+            target = (slot[row] * heads + head) * self.capacity + start[row] + offset
+            both = torch.from_numpy(np.stack([source.ravel(), target.ravel()]))
+        both = both.to(device)
+        return both[0], both[1]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0  # positions are always passed explicitly

@@ -44,15 +44,18 @@ def plain_head(model) -> bool:
     return getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS and isinstance(head, torch.nn.Linear)
 
 
-def float32_head(model) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The head's weight and bias in float32: the head's own when it is float32, else a float32 copy
-    made once (vocab × hidden × 4 bytes: 2.2 GB for a 152k × 3.6k head; docs/deploying.md)."""
+def float32_head(model) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+    """The head's weight and bias in float32 (the head's own when it is float32, else a float32 copy:
+    vocab × hidden × 4 bytes, 2.2 GB for a 152k × 3.6k head; docs/deploying.md) and the config's final
+    soft-capping, read once per model."""
     head = model.get_output_embeddings()
-    if head.weight.dtype == torch.float32:
-        return head.weight, head.bias
     cached = getattr(head, "_pjudge_float32", None)
-    if cached is None:
-        cached = (head.weight.detach().float(), None if head.bias is None else head.bias.detach().float())
+    if cached is None or cached[0] is not head.weight and head.weight.dtype == torch.float32:
+        cap = getattr(text_config(model), "final_logit_softcapping", None)
+        if head.weight.dtype == torch.float32:
+            cached = (head.weight, head.bias, cap)
+        else:
+            cached = (head.weight.detach().float(), None if head.bias is None else head.bias.detach().float(), cap)
         head._pjudge_float32 = cached
     return cached
 
@@ -60,9 +63,8 @@ def float32_head(model) -> tuple[torch.Tensor, torch.Tensor | None]:
 def project_to_vocabulary(model, hidden: torch.Tensor) -> torch.Tensor:
     """Float32 logits (positions, vocab) of the hidden states (positions, hidden) through the model's
     head (and its final soft-capping, if it has one)."""
-    weight, bias = float32_head(model)
+    weight, bias, cap = float32_head(model)
     logits = torch.nn.functional.linear(hidden.float(), weight, bias)
-    cap = getattr(text_config(model), "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
@@ -73,6 +75,7 @@ class ModelRunner:
         check_decodable(model)
         self.model, self.pool = model, pool
         self.split_projection = plain_head(model)
+        self.masking = Masking(model)
 
     def forward(self, feeds: Sequence[Feed]) -> list[torch.Tensor]:
         """One forward over the rows of `feeds`; returns each row's logits (keep, vocab) and advances
@@ -90,27 +93,29 @@ class ModelRunner:
         pads = [width - len(f.tokens) for f in feeds]
         ids = [[0] * pad + list(f.tokens) for pad, f in zip(pads, feeds)]
         positions = [[0] * pad + list(range(start, end)) for pad, start, end in zip(pads, starts, ends)]
-        ids_t = torch.tensor(ids, dtype=torch.long, device=device)
-        positions_t = torch.tensor(positions, dtype=torch.long, device=device)
-        real = torch.arange(width, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
+        real = [[0] * pad + [1] * (width - pad) for pad in pads]
+        ids_t, positions_t, real = torch.tensor([ids, positions, real], dtype=torch.long, device=device)  # one transfer
+        real = real.bool()
         slots = [f.slot for f in feeds]
         first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
         length = max(ends)
         writes = [(f.slot, pad, start, end) for f, pad, start, end in zip(feeds, pads, starts, ends)]
         pool._plan = (torch.tensor(slots, dtype=torch.long, device=device), writes, length, first)
-        mask = attention_mask(positions_t, real, length, model)
+        mask = self.masking.mask(positions_t, real, length)
         keep = max(f.keep for f in feeds)
         kwargs = dict(input_ids=ids_t, attention_mask=mask, position_ids=positions_t, past_key_values=pool,
                       use_cache=True)
+        # The wanted positions of every row, as one index: (row, column from the right end).
+        wanted = torch.tensor([[i for i, f in enumerate(feeds) for _ in range(f.keep)],
+                               [c for f in feeds for c in range(-f.keep, 0)]], device=device)
         try:
             with torch.inference_mode():  # cheaper than no_grad (no version counters): docs/benchmarks.md
                 if self.split_projection:
                     hidden = model.get_decoder()(**kwargs).last_hidden_state
-                    wanted = torch.cat([hidden[i, width - f.keep:] for i, f in enumerate(feeds)])
-                    flat = project_to_vocabulary(model, wanted)
+                    flat = project_to_vocabulary(model, hidden[wanted[0], wanted[1]])
                 else:
                     logits = model(**kwargs, logits_to_keep=keep).logits
-                    flat = torch.cat([logits[i, keep - f.keep:] for i, f in enumerate(feeds)]).float()
+                    flat = logits[wanted[0], wanted[1]].float()
         finally:
             pool._plan = pool._rows_index = None
         for f, end in zip(feeds, ends):
@@ -139,36 +144,42 @@ def check_decodable(model) -> None:
                          "attention exactly, so it refuses the model rather than decode it wrongly.")
 
 
-def attention_mask(positions: torch.Tensor, real: torch.Tensor, length: int, model) -> torch.Tensor | dict:
-    """(rows, 1, width, length): a real token at position t sees its row's keys 0..t (within its sliding
-    window, in a sliding-window layer); a padding column sees key 0 only (its output is never read, but
-    a row of -inf would give NaN). A model with sliding-window layers beside full ones takes one mask per
-    layer type ({"full_attention": ..., "sliding_attention": ...}); a model whose every layer slides
-    (Mistral: a window, no layer types) takes the sliding one; any other the full one."""
-    config = text_config(model)
-    keys = torch.arange(length, device=positions.device)
-    causal = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
-    window = getattr(config, "sliding_window", None)
-    types = getattr(config, "layer_types", None)
-    sliding = None
-    if window is not None and (types is None or "sliding_attention" in types):
-        sliding = causal & (keys[None, None, :] > positions[:, :, None] - window)
-    if types is not None and "sliding_attention" in types:
-        return {"full_attention": _finished(causal, real, model), "sliding_attention": _finished(sliding, real, model)}
-    return _finished(causal if sliding is None else sliding, real, model)
+class Masking:
+    """What a model's attention mask depends on, read from its config once (transformers' config
+    attribute lookups cost microseconds each, at every forward): the attention implementation, the
+    sliding window and which layers use it."""
 
+    def __init__(self, model):
+        config = text_config(model)
+        self.eager = (getattr(model.config, "_attn_implementation", "sdpa") or "sdpa") == "eager"
+        self.dtype = model.dtype if model.dtype.is_floating_point else torch.float32
+        self.window = getattr(config, "sliding_window", None)
+        types = getattr(config, "layer_types", None)
+        self.per_layer_type = types is not None and "sliding_attention" in types  # a mask for each kind of layer
+        self.slides = self.window is not None and (types is None or self.per_layer_type)
 
-def _finished(visible: torch.Tensor, real: torch.Tensor, model) -> torch.Tensor:
-    """The mask as the model's attention takes it: boolean (sdpa) or additive (eager), with a head axis."""
-    visible = visible.clone()
-    visible[:, :, 0] |= ~real
-    visible = visible[:, None]
-    implementation = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
-    if implementation == "eager":
-        dtype = model.dtype if model.dtype.is_floating_point else torch.float32
-        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
-            ~visible, torch.finfo(dtype).min)
-    return visible
+    def mask(self, positions: torch.Tensor, real: torch.Tensor, length: int) -> torch.Tensor | dict:
+        """(rows, 1, width, length): a real token at position t sees its row's keys 0..t (within its sliding
+        window, in a sliding-window layer); a padding column sees key 0 only (its output is never read, but
+        a row of -inf would give NaN). A model with sliding-window layers beside full ones takes one mask per
+        layer type ({"full_attention": ..., "sliding_attention": ...}); a model whose every layer slides
+        (Mistral: a window, no layer types) takes the sliding one; any other the full one."""
+        keys = torch.arange(length, device=positions.device)
+        causal = (keys[None, None, :] <= positions[:, :, None]) & real[:, :, None]
+        sliding = causal & (keys[None, None, :] > positions[:, :, None] - self.window) if self.slides else None
+        if self.per_layer_type:
+            return {"full_attention": self._finished(causal, real), "sliding_attention": self._finished(sliding, real)}
+        return self._finished(causal if sliding is None else sliding, real)
+
+    def _finished(self, visible: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The mask as the model's attention takes it: boolean (sdpa) or additive (eager), with a head axis."""
+        visible = visible.clone()
+        visible[:, :, 0] |= ~real
+        visible = visible[:, None]
+        if self.eager:
+            return torch.zeros(visible.shape, dtype=self.dtype, device=visible.device).masked_fill(
+                ~visible, torch.finfo(self.dtype).min)
+        return visible
 
 
 def full_logits(model, prompt: list[int], tokens: list[int], count: int) -> torch.Tensor:

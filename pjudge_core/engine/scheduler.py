@@ -36,9 +36,20 @@ def cut_batches(widths: Sequence[int], overhead: float = FORWARD_OVERHEAD, max_r
     minimise Σ (rows × widest + overhead), each batch at most `max_rows` rows and (unless it is a
     single row) at most `max_positions` padded positions."""
     n = len(widths)
+    # Without limits an optimum never cuts between equal widths (the wider batch's first rows, as wide as
+    # the narrower batch's widest, cost no more there), so only the points where the width changes are
+    # candidates: a step's many one-token rows are one run, not one candidate each. When a limit can bind (everything in one batch would break it), every
+    # point is a candidate.
+    binds = n and ((max_rows is not None and n > max_rows)
+                   or (max_positions is not None and n > 1 and n * max(widths) > max_positions))
+    points = range(n + 1) if binds else [0] + [j for j in range(1, n) if widths[j] != widths[j - 1]] + [n]
     best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(0 if max_rows is None else max(0, j - max_rows), j):
+    for j in points[1:]:
+        for i in points:
+            if i >= j:
+                break
+            if max_rows is not None and j - i > max_rows:
+                continue
             rows = j - i
             if max_positions is not None and rows > 1 and rows * widths[j - 1] > max_positions:
                 continue

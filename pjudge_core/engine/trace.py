@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from .sampling import DECISIONS, JudgedToken
 
 __all__ = ["DECISIONS", "Result", "Step", "Stream", "Trace"]
@@ -173,24 +171,25 @@ class Trace:
         self.detok = IncrementalDetokenizer(lm.tokenizer)
         self.steps: list[Step] = []
 
-    def step(self, p: torch.Tensor, q: torch.Tensor | None, judged: JudgedToken, **fields) -> Step:
+    def step(self, judged: JudgedToken, p: float, q: float | None, rejected: tuple[float, float] | None = None,
+             **fields) -> Step:
+        """The emitted token's Step: `p` and `q` are its probabilities (`Step`), `rejected` the rejected
+        draft's (p, q) when the token was resampled."""
         token = judged.token_id
         step = Step(
             index=len(self.steps),
             token_id=token,
             text=self.detok.push(token),
-            p=float(p[token]),
-            q=None if q is None else float(q[token]),
+            p=p,
+            q=q,
             decision=judged.decision,
             u=None if judged.u is None else float(judged.u),
             **fields,
         )
         if judged.rejected_token_id is not None:
-            rejected = judged.rejected_token_id
-            step.rejected_token_id = rejected
-            step.rejected_text = self.lm.tokenizer.decode([rejected])
-            step.rejected_p = float(p[rejected])
-            step.rejected_q = float(q[rejected])
+            step.rejected_token_id = judged.rejected_token_id
+            step.rejected_text = self.lm.tokenizer.decode([judged.rejected_token_id])
+            step.rejected_p, step.rejected_q = rejected
         self.steps.append(step)
         return step
 

@@ -16,7 +16,7 @@ from pjudge_core.engine.engine import MAX_ROWS, Engine
 from pjudge_core.engine.kv import Feed, KVPool
 from pjudge_core.engine.requests import Request, check_rows, generate_many, stream_many
 from pjudge_core.engine.runner import ModelRunner
-from pjudge_core.engine.scheduler import cut_batches, plan_forwards
+from pjudge_core.engine.scheduler import FORWARD_OVERHEAD, cut_batches, plan_forwards
 
 QUERIES = ["Describe a sunset", "Be concise and tell me a story about the sea in vivid detail, please.", "Hi",
            "Explain like I am in elementary school why the sea is blue and the sunset is red."]
@@ -127,6 +127,32 @@ def test_feeds_of_similar_width_share_a_forward():
     assert plan_forwards(widths, slots) == [list(range(7, -1, -1)), list(range(15, 7, -1))]
 
 
+def test_cutting_only_where_the_width_changes_costs_what_trying_every_cut_costs():
+    """`cut_batches` tries only the points where the width changes unless a limit can bind; the cost it
+    finds is the cost of the full search over every point, with and without limits."""
+    def cost(widths, batches):
+        return sum((b - a) * widths[b - 1] + FORWARD_OVERHEAD for a, b in batches)
+
+    def every_cut(widths, max_rows=None, max_positions=None):
+        n = len(widths)
+        best = [0.0] + [float("inf")] * n
+        for j in range(1, n + 1):
+            for i in range(j):
+                rows = j - i
+                if (max_rows and rows > max_rows) or (max_positions and rows > 1 and rows * widths[j - 1] > max_positions):
+                    continue
+                best[j] = min(best[j], best[i] + rows * widths[j - 1] + FORWARD_OVERHEAD)
+        return best[n]
+
+    rng = random.Random(0)
+    for _ in range(300):
+        widths = sorted(rng.choice([1, 1, 1, 2, 5, 6, 30, 90, 200]) for _ in range(rng.randint(1, 40)))
+        limits = rng.choice([{}, {"max_rows": 8}, {"max_positions": 400}, {"max_rows": 50, "max_positions": 5000}])
+        batches = cut_batches(widths, **limits)
+        assert [a for a, _ in batches[1:]] == [b for _, b in batches[:-1]] and batches[-1][1] == len(widths)
+        assert cost(widths, batches) == every_cut(widths, **limits)
+
+
 # --------------------------------------------------------------------------- joining, leaving, failing
 
 def test_rows_are_admitted_in_waves_and_a_finished_request_frees_its_rows(tiny_lm):
@@ -149,7 +175,7 @@ def judging_steps(engine: Engine, jobs, arrivals: dict[int, object]) -> dict:
         step = engine.steps
         engine.step()
         for i, job in enumerate(jobs):
-            if job.state == "running" and isinstance(job.need, Feed) and job.need.keep > 1:
+            if job.state == "running" and any(f.keep > 1 for f in job.feeds):
                 judged.setdefault(i, set()).add(step + 1)  # the feed it will take part in next step
     return judged
 

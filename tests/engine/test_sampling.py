@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy.stats import kstest
 
 from pjudge_core import DecodeSettings
 from pjudge_core.engine.sampling import (
@@ -111,6 +112,23 @@ def test_uniforms_are_keyed_by_seed_and_position():
     assert not np.array_equal(a.at(3), a.at(4))
     assert not np.array_equal(a.at(3), Uniforms(8).at(3))
     assert Uniforms(None).seed >= 0
+
+
+def test_a_positions_uniforms_do_not_depend_on_what_was_asked_before():
+    ahead, fresh = Uniforms(11), Uniforms(11)
+    for position in (0, 63, 64, 200, 5):
+        ahead.at(position)
+    assert [ahead.at(p) for p in (5, 64, 130)] == [fresh.at(p) for p in (130, 64, 5)][::-1]
+
+
+def test_the_uniforms_are_uniform_and_uncorrelated_across_seeds_positions_and_roles():
+    numbers = np.array([Uniforms(seed).at(position) for seed in range(40) for position in range(100)])
+    for role in range(4):  # Kolmogorov-Smirnov against U(0, 1), each of the four numbers
+        assert kstest(numbers[:, role], "uniform").pvalue > 1e-3
+    correlations = np.corrcoef(numbers.T)[np.triu_indices(4, 1)]
+    assert np.abs(correlations).max() < 0.05  # 4000 pairs: |r| ~ 0.016 by chance
+    by_position = numbers.reshape(40, 100, 4)[:, :-1, 0].ravel(), numbers.reshape(40, 100, 4)[:, 1:, 0].ravel()
+    assert abs(np.corrcoef(*by_position)[0, 1]) < 0.05
 
 
 @pytest.mark.parametrize("settings", [DecodeSettings(), DecodeSettings(top_k=3, top_p=0.5, temperature=0.7),

@@ -11,6 +11,7 @@ from ..kv import Row
 from ..personas import LABELS, labelled
 from ..prompting import combine_preferences, prompt_ids, prompt_text
 from ..runner import full_logits
+from ..sampler import Draw
 from ..sampling import JudgedToken, Uniforms, Warping, choose
 from ..settings import DecodeSettings
 from ..trace import Trace
@@ -18,14 +19,14 @@ from .registry import Method, Panel
 
 
 def direct_steps(row: Row, trace: Trace, settings: DecodeSettings, uniforms: Uniforms):
-    """Yields the row's `Feed` before each token (and is sent its logits), then the token's `Step`."""
+    """Yields a `Draw` from the row before each token (and is sent the token), then the token's `Step`."""
     warping = Warping(settings)
     output: list[int] = []
     while not trace.finished(output, settings.max_new_tokens):
-        p = warping.probs((yield row.feed(output)), [output])[0]
-        token = choose(p, uniforms.at(len(output))[Uniforms.DRAFT], settings.greedy)
+        drawn = yield Draw(row.feed(output), warping, list(output), uniforms.at(len(output))[Uniforms.DRAFT])
+        token, p = drawn.token, drawn.p
         output.append(token)
-        yield trace.step(p, p, JudgedToken(token, "sampled"))
+        yield trace.step(JudgedToken(token, "sampled"), p, p)
 
 
 def start(lm, query, prefs, settings, options, uniforms, trace):

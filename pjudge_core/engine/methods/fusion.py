@@ -26,7 +26,8 @@ from ..kv import Row
 from ..personas import labelled
 from ..prompting import persona_prompts, prompt_ids, prompt_text
 from ..runner import full_logits
-from ..sampling import JudgedToken, Uniforms, Warping, choose
+from ..sampler import FusedDraw
+from ..sampling import JudgedToken, Uniforms, Warping, choose, fuse_logits
 from ..settings import DecodeSettings
 from ..trace import Trace
 from .registry import Method, Panel
@@ -35,33 +36,18 @@ from .registry import Method, Panel
 FORWARDS_PER_TOKEN = 1.2
 
 
-def fuse_logits(persona_logits: torch.Tensor, weights: torch.Tensor, alpha: float,
-                base_logits: torch.Tensor | None = None) -> torch.Tensor:
-    """ℓ₀ + (1 + α)(Σ wᵢℓᵢ − ℓ₀) for one position; `persona_logits` is (N, vocab), `weights` (N,)."""
-    mixed = (weights.to(persona_logits)[:, None] * persona_logits).sum(0)  # on the logits' device (a GPU's)
-    if alpha == 0:
-        return mixed
-    return base_logits + (1 + alpha) * (mixed - base_logits)
-
-
 def fusion_steps(rows: list[Row], labels: list[str], weights: Sequence[float], alpha: float, trace: Trace,
                  settings: DecodeSettings, uniforms: Uniforms):
-    """`rows` are the personas' prompts in `labels` order, then ℓ₀'s when α > 0; yields the feeds of
-    every row before each token (and is sent their logits), then the token's `Step`."""
+    """`rows` are the personas' prompts in `labels` order, then ℓ₀'s when α > 0; yields a `FusedDraw` over
+    every row's feed before each token (and is sent the token), then the token's `Step`."""
     w = torch.tensor(list(weights), dtype=torch.float32)
     warping = Warping(settings)
     output: list[int] = []
     while not trace.finished(output, settings.max_new_tokens):
-        logits = torch.cat((yield [row.feed(output) for row in rows])).float()
-        persona_logits = logits[:len(labels)]
-        base_logits = logits[len(labels)] if alpha > 0 else None
-        fused = fuse_logits(persona_logits, w, alpha, base_logits)
-        p = warping.probs(fused[None], [output])[0]
-        token = choose(p, uniforms.at(len(output))[Uniforms.DRAFT], settings.greedy)
-        own = warping.probs(persona_logits, [output] * len(labels))[:, token]
-        output.append(token)
-        yield trace.step(p, None, JudgedToken(token, "fused"),
-                         persona_p={label: float(v) for label, v in zip(labels, own)})
+        drawn = yield FusedDraw([row.feed(output) for row in rows], warping, list(output),
+                                uniforms.at(len(output))[Uniforms.DRAFT], w, alpha, len(labels))
+        output.append(drawn.token)
+        yield trace.step(JudgedToken(drawn.token, "fused"), drawn.p, None, persona_p=dict(zip(labels, drawn.witnesses)))
 
 
 def read_options(n: int, options: dict) -> dict:

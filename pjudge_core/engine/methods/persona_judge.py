@@ -38,11 +38,12 @@ from ..kv import Row
 from ..personas import labelled
 from ..prompting import persona_prompts
 from ..runner import full_logits
+from ..sampler import Draw, Judging
 from ..sampling import (
     JudgedToken,
-    Residual,
     Uniforms,
     Warping,
+    accepts,
     choose,
     greedy_judging,
     official_residual,
@@ -77,46 +78,55 @@ def swap_once(labels: list[str]) -> Schedule:
 
 
 def persona_judge_steps(rows: dict[str, Row], trace: Trace, settings: DecodeSettings, uniforms: Uniforms,
-                        schedule: Schedule, residual: Residual = residual_distribution):
-    """Algorithm 1, block by block: yields a row's `Feed` where it needs logits (and is sent them),
-    and each `Step` as the judge decides it (see `engine.Job`)."""
+                        schedule: Schedule, official: bool = False):
+    """Algorithm 1, block by block: yields what it needs of the model (a draft to `Draw`, the drafts'
+    `Judging`) and is sent the numbers it decides with (`sampler`), and yields each `Step` as the
+    judge decides it (see `engine.Job`). `official`: resample as the official code does."""
     warping, greedy, lam = Warping(settings), settings.greedy, settings.lam
     output: list[int] = []
     block = 0
     while not trace.finished(output, settings.max_new_tokens):
         drafter, judge = schedule(block)
+        roles = dict(block=block, drafter=drafter, judge=judge)
         start = len(output)
 
         # 1. The drafter samples t_1..t_k from q autoregressively (k <= λ, stopping at EOS).
         drafts, qs = [], []
         while len(drafts) < min(lam, settings.max_new_tokens - start):
             context = output + drafts
-            q = warping.probs((yield rows[drafter].feed(context)), [context])[0]
-            drafts.append(choose(q, uniforms.at(start + len(drafts))[Uniforms.DRAFT], greedy))
-            qs.append(q)
+            drawn = yield Draw(rows[drafter].feed(context), warping, context, uniforms.at(len(context))[Uniforms.DRAFT])
+            drafts.append(drawn.token)
+            qs.append(drawn.probs)
             if trace.is_eos(drafts[-1]):
                 break
 
         # 2. The judge scores every draft, and the position after them, in one forward: p_1..p_{k+1}.
-        contexts = [output + drafts[:i] for i in range(len(drafts) + 1)]
-        ps = warping.probs((yield rows[judge].feed(output + drafts, keep=len(drafts) + 1)), contexts)
+        k = len(drafts)
+        numbers = [uniforms.at(start + i) for i in range(k)]
+        verdict = yield Judging(rows[judge].feed(output + drafts, keep=k + 1), warping,
+                                [output + drafts[:i] for i in range(k + 1)], drafts, qs,
+                                accept_uniforms=[n[Uniforms.ACCEPT] for n in numbers],
+                                resample_uniforms=[n[Uniforms.RESAMPLE] for n in numbers],
+                                coins=[n[Uniforms.COIN] for n in numbers],
+                                bonus_uniform=uniforms.at(start + k)[Uniforms.RESAMPLE], official=official)
 
         # 3. Accept t_i while u_i <= p_i(t_i)/q_i(t_i); resample from norm(max(0, p - q)) at the first rejection.
-        for i, (draft, p, q) in enumerate(zip(drafts, ps, qs)):
-            _, accept_u, resample_u, coin = uniforms.at(start + i)
-            judged = (greedy_judging(p, q, draft, residual, coin) if greedy
-                      else speculative_sampling(p, q, draft, accept_u, resample_u, residual, coin))
-            output.append(judged.token_id)
-            yield trace.step(p, q, judged, block=block, drafter=drafter, judge=judge)
-            if judged.decision == "resampled" or trace.is_eos(judged.token_id):
+        for i, draft in enumerate(drafts):
+            p, q, u = verdict.p[i], verdict.q[i], None if greedy else numbers[i][Uniforms.ACCEPT]
+            if not accepts(p, q, u, greedy):
+                output.append(verdict.resampled)
+                yield trace.step(JudgedToken(verdict.resampled, "resampled", u, rejected_token_id=draft),
+                                 verdict.resampled_p, verdict.resampled_q, rejected=(p, q), **roles)
+                break
+            output.append(draft)
+            yield trace.step(JudgedToken(draft, "accepted", u), p, q, **roles)
+            if trace.is_eos(draft):
                 break
         else:
             # 4. All λ drafts accepted: a bonus token from the judge's p_{λ+1}.
-            if len(drafts) == lam and len(output) < settings.max_new_tokens:
-                bonus = choose(ps[-1], uniforms.at(len(output))[Uniforms.RESAMPLE], greedy)
-                output.append(bonus)
-                yield trace.step(ps[-1], None, JudgedToken(bonus, "bonus"), block=block, drafter=drafter,
-                                 judge=judge)
+            if k == lam and len(output) < settings.max_new_tokens:
+                output.append(verdict.bonus)
+                yield trace.step(JudgedToken(verdict.bonus, "bonus"), verdict.bonus_p, None, **roles)
 
         # 5. Forget rejected drafts; the schedule names the next block's drafter and judge.
         accepted = start + sum(s.decision == "accepted" for s in trace.steps[start:])
@@ -125,7 +135,7 @@ def persona_judge_steps(rows: dict[str, Row], trace: Trace, settings: DecodeSett
         block += 1
 
 
-def _starter(schedules: tuple[Callable, Callable], residual: Residual) -> Callable:
+def _starter(schedules: tuple[Callable, Callable], official: bool) -> Callable:
     """How a run starts, given its schedules (roles alternating, roles fixed) and its resampling rule."""
     alternating, fixed_roles = schedules
 
@@ -135,7 +145,7 @@ def _starter(schedules: tuple[Callable, Callable], residual: Residual) -> Callab
         schedule = (alternating if settings.alternate else fixed_roles)(labels)
 
         def decoder(rows):
-            return persona_judge_steps(dict(zip(labels, rows)), trace, settings, uniforms, schedule, residual)
+            return persona_judge_steps(dict(zip(labels, rows)), trace, settings, uniforms, schedule, official)
         return list(prompts.values()), decoder
     return start
 
@@ -173,11 +183,12 @@ def _title(base: str, fixed_roles: str) -> Callable:
                                       options, personas is not None)
 
 
-def reference(schedules: tuple[Callable, Callable], residual: Residual):
+def reference(schedules: tuple[Callable, Callable], official: bool):
     """The slow, literal decoder: every distribution from a full forward over prompt + text so far
     (no cache, no trace), the same `Warping` and `Uniforms` positions: on the same model, settings
     and seed it emits what the fast decoder emits. Returns [(token_id, decision, drafter)]."""
     alternating, fixed_roles = schedules
+    residual = official_residual if official else residual_distribution
 
     def decode(lm, query: str, preferences, settings: DecodeSettings, **options) -> list[tuple[int, str, str]]:
         prefs = labelled(preferences)
@@ -216,8 +227,8 @@ def reference(schedules: tuple[Callable, Callable], residual: Residual):
     return decode
 
 
-ALGORITHM_1 = ((rotating, fixed), residual_distribution)
-OFFICIAL_CODE = ((swap_once, fixed), official_residual)
+ALGORITHM_1 = ((rotating, fixed), False)  # (schedules, official resampling rule)
+OFFICIAL_CODE = ((swap_once, fixed), True)
 
 METHOD = Method(
     name=PERSONA_JUDGE,
