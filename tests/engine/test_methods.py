@@ -53,7 +53,7 @@ def test_every_method_matches_its_reference_decoder_on_every_example_spec(tiny_l
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_block_b_is_drafted_by_persona_b_mod_n_and_judged_by_the_next(tiny_lm, n):
-    result = generate(tiny_lm, "persona-judge", QUERY, PREFS[:n], S.replace(max_new_tokens=90))
+    result = generate(tiny_lm, "persona-judge", QUERY, PREFS[:n], S.replace(max_new_tokens=90), ignore_eos=True)
     labels = "ABCD"[:n]
     assert result.stats["blocks"] > 2 * n
     for step in result.steps:
