@@ -97,9 +97,10 @@ class Warping:
         logits = self.penalised(logits, prefixes)
         if not self.top_k or self.top_k >= logits.shape[-1]:
             return torch.softmax(self._warp(logits), dim=-1)
-        kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
-        width = int((logits >= kth).sum(-1).max())  # ties with the k-th logit stay candidates
-        values, index = torch.topk(logits, width, dim=-1)
+        values, index = torch.topk(logits, self.top_k, dim=-1)
+        width = int((logits >= values[:, -1:]).sum(-1).max())  # ties with the k-th logit stay candidates
+        if width > self.top_k:  # (rare: a tie at the k-th logit)
+            values, index = torch.topk(logits, width, dim=-1)
         probs = torch.zeros_like(logits)
         return probs.scatter_(-1, index, torch.softmax(self._warp(values), dim=-1))
 

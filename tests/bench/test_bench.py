@@ -3,9 +3,11 @@ produces the report its command prints (ratios of runs interleaved in one proces
 finds a batch identical to the lone runs. No timing is asserted here: the ratios are what a
 benchmark run prints (docs/benchmarks.md)."""
 
+import importlib.util
 import json
 
 import pytest
+from conftest import ROOT
 
 from pjudge_core.bench.batch_check import check_batched, format_check, mixed_requests
 from pjudge_core.bench.batched import format_batched_report, run_batched_benchmark
@@ -65,3 +67,12 @@ def test_the_scoring_benchmark_compares_shared_and_flat_in_one_process(tiny_lm, 
     assert main(["bench-scoring", "--pairs-file", str(path), "--pairs", "3", "--repeats", "1", "--model", tiny_folder,
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pairs"] == 3
+
+
+def test_the_host_cost_benchmark_prints_each_size_as_a_ratio_to_the_first(capsys):
+    spec = importlib.util.spec_from_file_location("bench_host", ROOT / "scripts" / "bench_host.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--sizes", "1", "3", "--rounds", "1", "--tokens", "6"])
+    assert set(report) == {1, 3} and report[1]["ratio"] == 1.0 and report[3]["ms_per_step"] > 0
+    assert "3 requests" in capsys.readouterr().out

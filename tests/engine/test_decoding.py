@@ -202,3 +202,20 @@ def test_prompt_longer_than_the_context_is_refused():
         persona_judge(lm, "word " * 80, A, B)
     with pytest.raises(InputError, match="context"):
         direct_prompt(lm, QUERY, [A], max_new_tokens=60)
+
+
+def test_the_detokenisers_direct_decode_equals_the_tokenizers_and_is_used_only_where_it_can_be():
+    import random
+
+    from pjudge_core.bench.tiny import make_tokenizer
+    from pjudge_core.engine.trace import _decoder
+    tokenizer, rng = make_tokenizer(), random.Random(0)
+    decode = _decoder(tokenizer)
+    for _ in range(500):
+        ids = [rng.randrange(len(tokenizer)) for _ in range(rng.randint(0, 20))]
+        assert decode(ids) == tokenizer.decode(ids, skip_special_tokens=True)
+    tokenizer.clean_up_tokenization_spaces = True  # transformers would change the text: its decode is kept
+    calls = []
+    tokenizer.decode = lambda ids, **kwargs: calls.append(ids) or ""
+    _decoder(tokenizer)([5, 6])
+    assert calls == [[5, 6]]
