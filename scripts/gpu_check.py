@@ -36,18 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import (  # noqa: E402  # noqa: E402
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
 from pjudge_core import DecodeSettings, LoadedModel, Request, generate, prompt_ids  # noqa: E402
 from pjudge_core.bench.batch_check import check_batched, checked_specs, mixed_requests, persona_counts  # noqa: E402
-from pjudge_core.bench.tiny import PRESET_SHAPES, make_tiny_lm, make_tokenizer, moved, preset_shaped  # noqa: E402
+from pjudge_core.bench.tiny import (  # noqa: E402
+    PRESET_SHAPES,
+    make_tiny_lm,
+    make_tokenizer,
+    make_windowed_lm,
+    moved,
+    preset_shaped,
+)
 from pjudge_core.engine.api import stream_job  # noqa: E402
 from pjudge_core.engine.engine import Engine  # noqa: E402
 from pjudge_core.engine.memory import kv_bytes_per_token  # noqa: E402
@@ -60,12 +59,17 @@ QUERY = "Describe a sunset over the sea in vivid detail."
 PREFS = ["Be concise.", "Be imaginative and richly descriptive.", "Be funny.", "Explain it to a child."]
 
 
+def synchronizer(device: str):
+    """What waits for the device's queued work (timings on a GPU end there), or nothing on a CPU."""
+    return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+
 def environment(device: str) -> dict:
     """Versions, the device, and (the first section, so in a fresh process) how long the device's first
     tensor and first matmul take: the part of a ZeroGPU call's cold start that no start-up can warm."""
     info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "device": device}
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = synchronizer(device)
     started = time.perf_counter()
     x = torch.ones(64, 64, device=device)
     sync()
@@ -126,7 +130,7 @@ class StepClock:
     """Times an engine's steps: each forward (synchronised, by rows and width) and the rest, the host's."""
 
     def __init__(self, engine: Engine, device: str):
-        self.engine, self.sync = engine, (torch.cuda.synchronize if device.startswith("cuda") else lambda: None)
+        self.engine, self.sync = engine, synchronizer(device)
         self.forwards: dict[tuple[int, int], list[float]] = {}
         self.steps: list[tuple[float, float]] = []  # (step ms, of which forwards ms)
         forward = engine.runner.forward
@@ -189,7 +193,7 @@ def timing(device: str, quick: bool, deadline: float) -> dict:
         ids = torch.tensor([prompt_ids(lm.tokenizer, QUERY, [PREFS[0]])], device=device)
         with torch.no_grad():
             lm.model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
-            clock_sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+            clock_sync = synchronizer(device)
             clock_sync()
             started = time.perf_counter()
             lm.model.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=0)
@@ -254,26 +258,14 @@ def out_of_memory(device: str, quick: bool) -> dict:
 
 
 def sliding_windows(device: str, quick: bool) -> dict:
-    tokenizer = make_tokenizer()
-    common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.5,
-                  eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                  pad_token_id=tokenizer.pad_token_id)
-    made = {
-        "gemma2": lambda: Gemma2ForCausalLM(Gemma2Config(**common, head_dim=8, sliding_window=8,
-                                                         query_pre_attn_scalar=8, attn_implementation="eager")),
-        "mistral": lambda: MistralForCausalLM(MistralConfig(**common, sliding_window=8)),
-        "qwen2-sliding": lambda: Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=True, sliding_window=8,
-                                                              max_window_layers=1)),
-    }
     out = {}
     query = "Describe a sunset over the sea in vivid detail, and be imaginative and creative about it."
-    for kind, make in made.items():
-        torch.manual_seed(0)
-        lm = LoadedModel(model=make().eval().to(device), tokenizer=tokenizer, name=kind, device=device)
+    for kind in ("gemma2", "mistral", "qwen2-sliding"):
+        base = make_windowed_lm(kind)
+        lm = LoadedModel(model=base.model.to(device), tokenizer=base.tokenizer, name=base.name, device=device)
         settings = DecodeSettings(greedy=True, max_new_tokens=24 if quick else 64)
         ours = generate(lm, "direct", query, [PREFS[1]], settings, ignore_eos=True).token_ids
-        ids = torch.tensor([prompt_ids(tokenizer, query, [PREFS[1]])], device=device)
+        ids = torch.tensor([prompt_ids(lm.tokenizer, query, [PREFS[1]])], device=device)
         with torch.no_grad():
             theirs = lm.model.generate(ids, max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.max_new_tokens,
                                        do_sample=False, pad_token_id=0)[0, ids.shape[1]:].tolist()

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from ..engine.loading import LoadedModel
 
@@ -64,6 +75,34 @@ def make_tiny_lm(seed: int = 0, chat_template: str | None = CHAT_TEMPLATE, init_
     )
     model = LlamaForCausalLM(config).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name="tiny-llama")
+
+
+SLIDING_WINDOW = 8  # the tiny sliding-window models' window: under a prompt of 40-odd tokens it matters at once
+
+
+def make_windowed_lm(kind: str) -> LoadedModel:
+    """A tiny four-layer model of `kind`: "gemma2" (sliding and full layers alternating, soft-capped
+    attention and logits, eager attention), "mistral" (every layer slides), "qwen2-sliding" (the layers
+    from the second on slide), "qwen2" or "llama" (full attention); window `SLIDING_WINDOW`."""
+    tokenizer = make_tokenizer()
+    common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.5,
+                  eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+                  pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    if kind == "gemma2":
+        model = Gemma2ForCausalLM(Gemma2Config(**common, head_dim=8, sliding_window=SLIDING_WINDOW,
+                                               query_pre_attn_scalar=8, attn_implementation="eager"))
+    elif kind == "mistral":
+        model = MistralForCausalLM(MistralConfig(**common, sliding_window=SLIDING_WINDOW))
+    elif kind == "qwen2-sliding":
+        model = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=True, sliding_window=SLIDING_WINDOW,
+                                             max_window_layers=1))
+    elif kind == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    return LoadedModel(model=model.eval(), tokenizer=tokenizer, name=f"tiny-{kind}")
 
 
 def moved(lm: LoadedModel, device: str, dtype: torch.dtype) -> LoadedModel:

@@ -8,51 +8,19 @@ import json
 
 import pytest
 import torch
-from conftest import make_tokenizer
-from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
-from pjudge_core import DecodeSettings, InputError, LoadedModel, ModelLoadError, generate, load_model, prompt_ids
+from pjudge_core import DecodeSettings, InputError, ModelLoadError, generate, load_model, prompt_ids
+from pjudge_core.bench.tiny import SLIDING_WINDOW as WINDOW
+from pjudge_core.bench.tiny import make_windowed_lm
 from pjudge_core.engine.engine import Engine
 
-WINDOW = 8
 QUERY = "Describe a sunset over the sea in vivid detail, and be imaginative and creative about it."
 PREF = "Be richly descriptive and creative."
 
 
-def tiny(kind: str) -> LoadedModel:
-    tokenizer = make_tokenizer()
-    common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.5,
-                  eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                  pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    if kind == "gemma2":  # sliding and full layers alternating, soft-capped attention and logits, eager attention
-        model = Gemma2ForCausalLM(Gemma2Config(**common, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=8,
-                                               attn_implementation="eager"))
-    elif kind == "mistral":  # every layer slides
-        model = MistralForCausalLM(MistralConfig(**common, sliding_window=WINDOW))
-    elif kind == "qwen2-sliding":  # the layers from the second on slide
-        model = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=True, sliding_window=WINDOW,
-                                             max_window_layers=1))
-    elif kind == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**common))
-    else:
-        model = LlamaForCausalLM(LlamaConfig(**common))
-    return LoadedModel(model=model.eval(), tokenizer=tokenizer, name=f"tiny-{kind}")
-
-
 @pytest.mark.parametrize("kind", ["gemma2", "mistral", "qwen2-sliding", "qwen2", "llama"])
 def test_the_engine_decodes_what_generate_decodes_with_sliding_windows(kind):
-    lm = tiny(kind)
+    lm = make_windowed_lm(kind)
     prompt = prompt_ids(lm.tokenizer, QUERY, [PREF])
     assert len(prompt) > 40 > WINDOW  # the window matters from the first token
     settings = DecodeSettings(greedy=True, max_new_tokens=64, repetition_penalty=1.0)
@@ -66,7 +34,7 @@ def test_the_engine_decodes_what_generate_decodes_with_sliding_windows(kind):
 
 def test_a_sliding_window_changes_what_the_model_writes():
     """The check above can fail: the same weights with the window ignored write something else."""
-    lm = tiny("mistral")
+    lm = make_windowed_lm("mistral")
     settings = DecodeSettings(greedy=True, max_new_tokens=64, repetition_penalty=1.0)
     windowed = generate(lm, "direct", QUERY, [PREF], settings, ignore_eos=True).token_ids
     lm.model.config.sliding_window = None
@@ -75,7 +43,7 @@ def test_a_sliding_window_changes_what_the_model_writes():
 
 
 def test_persona_judge_in_a_batch_equals_alone_with_sliding_windows():
-    lm = tiny("gemma2")
+    lm = make_windowed_lm("gemma2")
     settings = DecodeSettings(seed=2, max_new_tokens=40)
     alone = generate(lm, "persona-judge", QUERY, [PREF, "Be concise."], settings).token_ids
     engine = Engine(lm, rows=4)
@@ -88,7 +56,7 @@ def test_persona_judge_in_a_batch_equals_alone_with_sliding_windows():
 
 
 def test_an_architecture_the_engine_cannot_mask_exactly_is_refused(tmp_path):
-    lm = tiny("llama")
+    lm = make_windowed_lm("llama")
     lm.model.config.layer_types = ["full_attention", "chunked_attention"] * 2
     with pytest.raises(InputError, match="chunked_attention layers; the engine decodes only full and sliding"):
         generate(lm, "direct", QUERY, [PREF], DecodeSettings(max_new_tokens=2))
