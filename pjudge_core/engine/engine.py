@@ -14,8 +14,9 @@ Contract:
     (`scheduler.plan_forwards`: rows of similar width together, i.e. one forward per kind of
     work), run the forwards (`runner.ModelRunner`), serve the step's wants in one batch per kind of
     processing (`sampler.serve`: a constant number of host transfers per step, not per request),
-    hand each request its logits or its answer and run it to its next feed. Every running request advances by one feed per step, so rows may be out of phase
-    (different λ, 3-4 personas, one prefilling while others draft): the grouping is by width, not
+    hand each request its logits or its answer and run it to its next feed. Every running request
+    advances by one feed per step, so rows may be out of phase (different λ, 3-4 personas, one
+    prefilling while others draft): the grouping is by width, not
     by phase. A reproducible request (`DecodeSettings.reproducible`) shares no forward: its feeds go
     through forwards of their own, grouped as when it decodes alone.
   * Who steps: whoever calls `step()` or iterates `stream()` (one thread at a time: a lock), or the
@@ -214,7 +215,7 @@ class Engine:
                 job.rows.append(Row(self.pool, self.pool.allocate(), prompt))
             job.admit(job.rows)
         except Exception as exc:
-            self._fail(job, OutOfMemory() if is_out_of_memory(exc) else exc)
+            self._fail(job, _failure(exc))
             return
         self._advance(job, None, emitted)
 
@@ -235,7 +236,7 @@ class Engine:
                     logits.update(self._forward([(job, f) for job, f in feeds if job is owner]))
                 return logits
             for job in owners:
-                self._fail(job, OutOfMemory() if is_out_of_memory(exc) else exc)
+                self._fail(job, _failure(exc))
             return {}
         share = (time.perf_counter() - started) / len(feeds)  # every row of a forward is as wide
         self.forwards += 1
@@ -264,7 +265,7 @@ class Engine:
                     try:
                         served += serve([one])
                     except Exception as exc:
-                        self._fail(job, OutOfMemory() if is_out_of_memory(exc) else exc)
+                        self._fail(job, _failure(exc))
                         served.append(None)
             share = (time.perf_counter() - started) / len(wants)
             for job, answer in zip(wants, served):
@@ -302,6 +303,12 @@ class Engine:
             job.stop()
             self._leave(job)
             job.end("cancelled")
+
+
+def _failure(exc: BaseException) -> BaseException:
+    """What a failed request carries: out of memory as the one sentence `errors.OutOfMemory` says, any
+    other error as it is."""
+    return OutOfMemory() if is_out_of_memory(exc) else exc
 
 
 def follow(engine: Engine, listener: queue.Queue, done: Callable[[], bool],
