@@ -14,7 +14,7 @@ from pjudge_core.engine.methods import METHODS
 
 PACKAGE = ROOT / "pjudge_core"
 # A module may import modules of its own layer and of the layers before it, never of a later one.
-LAYERS = [("errors", "paths"), ("engine",), ("presets",), ("evaluation",), ("bench",), ("cli", "ui")]
+LAYERS = [("errors", "paths"), ("engine",), ("presets",), ("evaluation",), ("bench",), ("ui",), ("server",), ("cli",)]
 
 
 def module_name(path: Path) -> str:

@@ -22,6 +22,7 @@ from .engine import Engine
 from .job import Job
 from .loading import LoadedModel
 from .methods import check_request, method_named
+from .prompting import Query
 from .sampling import Uniforms
 from .settings import DecodeSettings
 from .trace import Result, Stream, Trace
@@ -39,7 +40,7 @@ def _check_lengths(lm: LoadedModel, prompts: list[list[int]], max_new_tokens: in
         )
 
 
-def prepare(lm: LoadedModel, method: str, query: str, preferences: Preferences = (),
+def prepare(lm: LoadedModel, method: str, query: Query, preferences: Preferences = (),
             settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Job:
     """Validate a run and build its prompts and decoder, ready for an `Engine` (no forward yet).
 
@@ -51,7 +52,7 @@ def prepare(lm: LoadedModel, method: str, query: str, preferences: Preferences =
     uniforms = Uniforms(settings.seed)
     record = {"method": method, "options": {}, "model": lm.name, "query": query, "preferences": list(prefs.values()),
               "labels": list(prefs), **settings.to_dict(), "seed": uniforms.seed}
-    trace = Trace(lm, method, record, list(prefs), ignore_eos)
+    trace = Trace(lm, method, record, list(prefs), ignore_eos, settings.stop)
     prompts, decoder = spec.start(lm, query, prefs, settings, options, uniforms, trace)
     _check_lengths(lm, prompts, settings.max_new_tokens)
     return Job(method, prompts, decoder, trace, spec.period(settings), settings.max_new_tokens,
@@ -77,13 +78,13 @@ def _alone(lm: LoadedModel, job: Job):
     return job.result
 
 
-def stream_generate(lm: LoadedModel, method: str, query: str, preferences: Preferences = (),
+def stream_generate(lm: LoadedModel, method: str, query: Query, preferences: Preferences = (),
                     settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Stream:
     """Start a run; iterate the returned `Stream` for its Steps (see the module docstring)."""
     return stream_job(lm, prepare(lm, method, query, preferences, settings, ignore_eos=ignore_eos, **options))
 
 
-def generate(lm: LoadedModel, method: str, query: str, preferences: Preferences = (),
+def generate(lm: LoadedModel, method: str, query: Query, preferences: Preferences = (),
              settings: DecodeSettings | None = None, *, ignore_eos: bool = False, **options) -> Result:
     """Run a method to the end; see `stream_generate`."""
     return stream_generate(lm, method, query, preferences, settings, ignore_eos=ignore_eos, **options).run()
@@ -97,24 +98,24 @@ def _settings(settings: DecodeSettings | None, changes: dict) -> DecodeSettings:
         raise InputError(f"Unknown decoding setting: {exc}.") from None
 
 
-def stream_persona_judge(lm: LoadedModel, query: str, pref_a: str, pref_b: str, *,
+def stream_persona_judge(lm: LoadedModel, query: Query, pref_a: str, pref_b: str, *,
                          settings: DecodeSettings | None = None, ignore_eos: bool = False, **changes) -> Stream:
     """Persona-judge with two preferences as a stream; keywords are `DecodeSettings` fields."""
     return stream_generate(lm, "persona-judge", query, [pref_a, pref_b], _settings(settings, changes),
                            ignore_eos=ignore_eos)
 
 
-def persona_judge(lm: LoadedModel, query: str, pref_a: str, pref_b: str, **kwargs) -> Result:
+def persona_judge(lm: LoadedModel, query: Query, pref_a: str, pref_b: str, **kwargs) -> Result:
     """Run Persona-judge to the end; see `stream_persona_judge`."""
     return stream_persona_judge(lm, query, pref_a, pref_b, **kwargs).run()
 
 
-def stream_direct(lm: LoadedModel, query: str, prefs: Sequence[str] | str = (), *,
+def stream_direct(lm: LoadedModel, query: Query, prefs: Sequence[str] | str = (), *,
                   settings: DecodeSettings | None = None, ignore_eos: bool = False, **changes) -> Stream:
     """Direct prompting (all preferences in one prompt) as a stream; keywords are `DecodeSettings` fields."""
     return stream_generate(lm, "direct", query, prefs, _settings(settings, changes), ignore_eos=ignore_eos)
 
 
-def direct_prompt(lm: LoadedModel, query: str, prefs: Sequence[str] | str = (), **kwargs) -> Result:
+def direct_prompt(lm: LoadedModel, query: Query, prefs: Sequence[str] | str = (), **kwargs) -> Result:
     """Run direct prompting to the end; see `stream_direct`."""
     return stream_direct(lm, query, prefs, **kwargs).run()

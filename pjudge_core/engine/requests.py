@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from .engine import DEFAULT_ROWS, MAX_ROWS, Engine
 from .job import Job
+from .prompting import Query
 from .settings import DecodeSettings
 from .specs import RunSpec
 from .trace import Result, Step
@@ -31,7 +32,7 @@ from .trace import Result, Step
 @dataclass(frozen=True, eq=False)
 class Request:
     spec: str | RunSpec  # a run spec or a method name
-    query: str
+    query: Query  # a text, or a conversation (`prompting`)
     preferences: Sequence[str] | Mapping[str, str] | str = ()
     settings: DecodeSettings | None = None
     options: Mapping = field(default_factory=dict)  # method options (fusion: weights, alpha) over the spec's

@@ -30,6 +30,7 @@ LABELS = {
     "repetition_penalty": "Repetition penalty",
     "no_repeat_ngram_size": "No-repeat n-gram size",
     "reproducible": "Reproducible",
+    "stop": "Stop strings",
 }
 
 
@@ -54,6 +55,9 @@ class DecodeSettings:
     # through forwards of their own, shaped as when it decodes alone, so its tokens never depend on its
     # batch-mates (docs/decoding.md, "What a seed reproduces").
     reproducible: bool = False
+    # The answer ends before the first occurrence of any of these strings (OpenAI's `stop`); a string
+    # completed inside a Persona-judge block drops the block's later tokens (docs/decoding.md, "Stop strings").
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self):
         _whole(self, "max_new_tokens", low=1)
@@ -66,6 +70,7 @@ class DecodeSettings:
         _number(self, "repetition_penalty")
         _whole(self, "no_repeat_ngram_size", low=0)
         _flag(self, "reproducible")
+        _strings(self, "stop")
         if self.seed is not None:
             _whole(self, "seed", low=0)
         if not self.greedy and not self.temperature > 0:
@@ -89,7 +94,8 @@ class DecodeSettings:
         for name, value in raw.items():
             if name not in known:
                 raise InputError(f"Unknown decoding setting {name!r}; known: {', '.join(known)}.")
-            if value is None or (isinstance(value, str) and not value.strip()):
+            blank = value == "" if isinstance(known[name].default, tuple) else isinstance(value, str) and not value.strip()
+            if value is None or blank:  # (a stop string of white space, such as "\n\n", is a stop string)
                 continue  # the dataclass default
             values[name] = _coerce(name, value, known[name].default)
         return cls(**values)
@@ -104,6 +110,8 @@ class DecodeSettings:
 
 def _coerce(name: str, value, default):
     label = LABELS[name]
+    if isinstance(default, tuple):  # stop strings: one string, or a list of them
+        return (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple)) else value
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -137,6 +145,14 @@ def _number(settings, name: str) -> None:
     value = getattr(settings, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{LABELS[name]} must be a finite number; got {value!r}.")
+
+
+def _strings(settings, name: str) -> None:
+    value = getattr(settings, name)
+    if isinstance(value, list):  # a list is what JSON gives; the field keeps a tuple (hashable, frozen)
+        object.__setattr__(settings, name, value := tuple(value))
+    if not isinstance(value, tuple) or not all(isinstance(s, str) and s for s in value):
+        raise InputError(f"{LABELS[name]} must be a list of non-empty texts; got {value!r}.")
 
 
 def _flag(settings, name: str) -> None:

@@ -12,7 +12,7 @@
 
 Grammar: ``method[labels](key=value,...)``; both brackets are optional. Keys are the method's
 options (fusion: ``alpha``, ``weights`` as ``w1:w2:...``) or `DecodeSettings` fields other than
-``seed`` and ``max_new_tokens`` (those belong to the whole run). Several specs are separated by
+``seed``, ``max_new_tokens`` and ``stop`` (those belong to the whole run). Several specs are separated by
 commas at the top level: ``persona-judge,direct,fusion(alpha=0.5,weights=2:1)``.
 
 `RunSpec.key` is the canonical string (records store it; reports group by it, so
@@ -32,10 +32,11 @@ from .api import prepare, stream_job
 from .job import Job
 from .methods import METHODS, check_request, method_named, variant
 from .personas import LABELS, labelled
+from .prompting import Query
 from .settings import DecodeSettings
 from .trace import Result, Stream
 
-SETTING_KEYS = tuple(f for f in DecodeSettings.__dataclass_fields__ if f not in ("seed", "max_new_tokens"))
+SETTING_KEYS = tuple(f for f in DecodeSettings.__dataclass_fields__ if f not in ("seed", "max_new_tokens", "stop"))
 _SPEC = re.compile(r"^\s*([a-z][a-z-]*)\s*(?:\[([^\]]*)\])?\s*(?:\(([^)]*)\))?\s*$")
 # Short names of the settings in a spec's label; a method names its own options (`Method.option_labels`).
 SETTING_LABELS = {"lam": "λ", "temperature": "T", "top_k": "top-k", "top_p": "top-p", "repetition_penalty": "rep",
@@ -141,7 +142,7 @@ class RunSpec:
         """Everything `stream` would refuse, refused now, without a model."""
         check_request(self.method, self.preferences(preferences), self.settings(base), self.method_options())
 
-    def job(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
+    def job(self, lm, query: Query, preferences, base: DecodeSettings | None = None, *,
             ignore_eos: bool = False, options: Mapping | None = None) -> Job:
         """This spec's run made ready for an `Engine` (validated; no forward yet); `options` are
         method options over the spec's own (fusion: weights, alpha)."""
@@ -149,11 +150,11 @@ class RunSpec:
         return prepare(lm, self.method, query, self.preferences(preferences), self.settings(base),
                        ignore_eos=ignore_eos, **{**self.method_options(), **dict(options or {})})
 
-    def stream(self, lm, query: str, preferences, base: DecodeSettings | None = None, *,
+    def stream(self, lm, query: Query, preferences, base: DecodeSettings | None = None, *,
                ignore_eos: bool = False) -> Stream:
         return stream_job(lm, self.job(lm, query, preferences, base, ignore_eos=ignore_eos))
 
-    def run(self, lm, query: str, preferences, base: DecodeSettings | None = None) -> Result:
+    def run(self, lm, query: Query, preferences, base: DecodeSettings | None = None) -> Result:
         return self.stream(lm, query, preferences, base).run()
 
 

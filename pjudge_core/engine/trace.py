@@ -14,6 +14,12 @@ Everything is plain data: `Result.to_dict()` is JSON.
 `Trace` turns a run's decisions into Steps (incremental detokenisation, the stop rule) and keeps
 them, the only copy, until it builds the `Result`; `Stream` is what every `stream_*` function
 returns.
+
+The stop rule: a run ends at end-of-sequence, after ``max_new_tokens``, or at the token whose text
+completes one of the settings' stop strings. Then the `Result`'s text ends before that string (its
+steps and token ids keep the token that completed it), ``stats["stopped_by"]`` is ``"stop"`` and
+``stats["stop"]`` names the string and the tokens dropped: drafts of the same Persona-judge block,
+after that token, which the judge had already scored (accepted or not, they are not part of the answer).
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ def run_stats(steps: list[Step], *, seconds: float, forward_passes: int, prompt_
         "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
         "forward_passes": forward_passes,
         "prompt_tokens": prompt_tokens,
-        "stopped_by": stopped_by,  # "eos" | "max_new_tokens"
+        "stopped_by": stopped_by,  # "eos" | "stop" | "max_new_tokens"
     }
     if any(s.drafter for s in steps):
         drafters = [label for label in labels if any(s.drafter == label for s in steps)]
@@ -173,7 +179,8 @@ class Trace:
     rule, and the `Result` they make. `record` is the run's description (method, model, query,
     preferences, settings, seed, prompts, method options) that the Result carries as its settings."""
 
-    def __init__(self, lm, method: str, record: dict, labels: list[str], ignore_eos: bool = False):
+    def __init__(self, lm, method: str, record: dict, labels: list[str], ignore_eos: bool = False,
+                 stop: tuple[str, ...] = ()):
         self.lm = lm
         self.method = method
         self.record = record
@@ -181,6 +188,10 @@ class Trace:
         self.ignore_eos = ignore_eos
         self.detok = IncrementalDetokenizer(lm.tokenizer)
         self.steps: list[Step] = []
+        self.stop = stop  # the stop strings (`DecodeSettings.stop`)
+        self.text = ""  # the steps' text so far, kept only when there are stop strings
+        self.stopped: tuple[int, str] | None = None  # (where in `text`, which string) once one is completed
+        self.dropped: list[int] = []  # the block's later drafts, when a stop string ended a block early
 
     def step(self, judged: JudgedToken, p: float, q: float | None, rejected: tuple[float, float] | None = None,
              **fields) -> Step:
@@ -202,29 +213,50 @@ class Trace:
             step.rejected_text = self.lm.tokenizer.decode([judged.rejected_token_id])
             step.rejected_p, step.rejected_q = rejected
         self.steps.append(step)
+        if self.stop:
+            self._find_stop(step.text)
         return step
+
+    def _find_stop(self, text: str) -> None:
+        """Look for a stop string ending in the new text (the earliest one, if several end in it)."""
+        start = max(0, len(self.text) - max(map(len, self.stop)) + 1)
+        self.text += text
+        found = [(at, s) for s in self.stop if (at := self.text.find(s, start)) >= 0]
+        if found:
+            self.stopped = min(found)
 
     def is_eos(self, token_id: int) -> bool:
         return not self.ignore_eos and token_id in self.lm.eos_token_ids
 
+    def ends(self, token_id: int) -> bool:
+        """Whether the answer ends with this just-emitted token: end-of-sequence, or a stop string completed."""
+        return self.stopped is not None or self.is_eos(token_id)
+
     def finished(self, output: list[int], max_new_tokens: int) -> bool:
-        return len(output) >= max_new_tokens or bool(output and self.is_eos(output[-1]))
+        return len(output) >= max_new_tokens or bool(output and self.ends(output[-1]))
 
     def result(self, prompts: list[list[int]], *, seconds: float, forward_passes: int,
                compute_seconds: float) -> Result:
         """The run's `Result`, with the engine's figures for it (see `engine.Job`)."""
         ids = [s.token_id for s in self.steps]
         last = ids[-1] if ids else None
+        stopped_by = ("stop" if self.stopped is not None else
+                      "eos" if last is not None and self.is_eos(last) else "max_new_tokens")
         stats = run_stats(
             self.steps,
             seconds=seconds,
             forward_passes=forward_passes,
             compute_seconds=compute_seconds,
             prompt_tokens=[len(p) for p in prompts],
-            stopped_by="eos" if last is not None and self.is_eos(last) else "max_new_tokens",
+            stopped_by=stopped_by,
             labels=self.labels,
         )
-        if self.steps:
-            self.steps[-1].text += self.detok.flush()
-        text = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+        if self.stopped is not None:
+            at, string = self.stopped
+            stats["stop"] = {"string": string, "dropped_token_ids": list(self.dropped)}
+            text = self.text[:at]  # the text streamed so far, cut before the stop string
+        else:
+            if self.steps:
+                self.steps[-1].text += self.detok.flush()
+            text = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
         return Result(self.method, text, ids, self.steps, stats, self.record)

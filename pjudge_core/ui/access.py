@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..engine.prompting import characters
 from ..engine.settings import DecodeSettings
 from ..errors import InputError
 
@@ -67,8 +68,10 @@ class Access:
     def check_run(self, query, preferences: Mapping[str, str], settings: DecodeSettings) -> None:
         if not self.public:
             return
-        if isinstance(query, str) and len(query) > self.max_query_chars:
-            raise InputError(f"The query is {len(query):,} characters; this public demo takes at most "
+        length = characters(query)  # a conversation: its messages' contents together
+        if length > self.max_query_chars:
+            what = "query" if isinstance(query, str) else "conversation"
+            raise InputError(f"The {what} is {length:,} characters; this public demo takes at most "
                              f"{self.max_query_chars:,}.")
         for label, text in preferences.items():
             if isinstance(text, str) and len(text) > self.max_preference_chars:

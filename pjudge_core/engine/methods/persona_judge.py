@@ -20,7 +20,8 @@ Contract:
   * q and p come from the same `Warping` (repetition processors on each position's own output
     prefix, then temperature / top-k / top-p), so the method stays exact with respect to the
     processed distributions.
-  * Stops at end-of-sequence or after ``max_new_tokens``, whichever comes first.
+  * Stops at end-of-sequence, after ``max_new_tokens``, or at a stop string, whichever comes first
+    (`trace.Trace`); the drafts of a block after the token that completed a stop string are dropped.
   * All randomness comes from `Uniforms(seed)`, keyed by output position: the same seed gives the
     same tokens in any batch, and `reference` (the same algorithm without caches) gives them too.
 
@@ -120,7 +121,8 @@ def persona_judge_steps(rows: dict[str, Row], trace: Trace, settings: DecodeSett
                 break
             output.append(draft)
             yield trace.step(JudgedToken(draft, "accepted", u), p, q, **roles)
-            if trace.is_eos(draft):
+            if trace.ends(draft):  # end-of-sequence (always the last draft), or a stop string completed
+                trace.dropped = drafts[i + 1:]
                 break
         else:
             # 4. All λ drafts accepted: a bonus token from the judge's p_{λ+1}.
