@@ -58,6 +58,8 @@ def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = 
     parser.add_argument("--reproducible", action="store_const", const=True,
                         help="decode each request in forwards of its own, so its tokens never depend on the requests "
                              "decoded beside it (slower when many decode together)")
+    parser.add_argument("--stop", action="append", metavar="TEXT",
+                        help="end the answer before the first occurrence of this text; repeatable")
     parser.add_argument("--seed", type=int, default=seed,
                         help=f"(default {'random' if seed is None else seed})")
 

@@ -7,6 +7,7 @@ import json
 
 from ..engine.methods import DEFAULT_METHOD
 from ..engine.specs import RunSpec
+from ..engine.trace import Holdback
 from ..errors import InputError
 from .args import (
     add_decode_arguments,
@@ -31,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
         result = stream.run().to_dict()
         print(json.dumps({"spec": spec.key, **result}, indent=2, ensure_ascii=False))
         return 0
+    shown = Holdback(settings.stop)  # a stop string, or the start of one, waits for the final text
     for step in stream:  # print as tokens are decided
-        print(step.text, end="", flush=True)
-    print()
+        print(shown.push(step.text), end="", flush=True)
+    print(shown.finish(stream.result.text))
     return 0
 
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_json(data: dict, path: str | None) -> None:
+def write_json(data: dict | list, path: str | None) -> None:
     """Write `data` to `path` (if given) whole or not at all: a temporary file, then a rename."""
     if not path:
         return

@@ -8,7 +8,6 @@ interrupted. ``--public`` applies the app's public limits on top of what the env
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..engine.requests import check_rows
@@ -19,16 +18,15 @@ from .args import add_model_arguments, load_from_args
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("serve", help="an OpenAI-compatible chat-completions server (docs/server.md)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("serve", help="an OpenAI-compatible chat-completions server (docs/server.md)")
     add_model_arguments(p)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="(default 8000)")
     p.add_argument("--rows", type=int, default=None,
                    help="requests decoding together (default: the hardware's, as in the app: 16 on a CPU, 48 on a GPU)")
     p.add_argument("--public", action="store_true",
                    help="apply the app's public limits (characters, new tokens, seconds per run, waiting requests)")
-    p.add_argument("--max-body", type=int, default=MAX_BODY, help="the largest request body, in bytes")
+    p.add_argument("--max-body", type=int, default=MAX_BODY, help=f"the largest request body, in bytes (default {MAX_BODY:,})")
     p.set_defaults(func=run)
 
 

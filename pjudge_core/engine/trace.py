@@ -31,7 +31,7 @@ from transformers import PreTrainedTokenizerFast
 
 from .sampling import DECISIONS, JudgedToken
 
-__all__ = ["DECISIONS", "Result", "Step", "Stream", "Trace"]
+__all__ = ["DECISIONS", "Holdback", "Result", "Step", "Stream", "Trace"]
 
 
 @dataclass
@@ -260,3 +260,37 @@ class Trace:
                 self.steps[-1].text += self.detok.flush()
             text = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
         return Result(self.method, text, ids, self.steps, stats, self.record)
+
+
+class Holdback:
+    """What of a growing answer may be shown while it streams: never a stop string, nor the start of
+    one that the next token may complete (those characters wait; the final `Result.text` decides)."""
+
+    def __init__(self, stop: tuple[str, ...]):
+        self.stop, self.text, self.sent = stop, "", 0
+
+    def push(self, text: str) -> str:
+        """Add a step's text; the part that is now safe to send."""
+        self.text += text
+        safe = len(self.text)
+        for s in self.stop:
+            at = self.text.find(s)
+            if at >= 0:
+                safe = min(safe, at)
+            for k in range(min(len(s) - 1, len(self.text)), 0, -1):  # a suffix that begins s
+                if self.text.endswith(s[:k]):
+                    safe = min(safe, len(self.text) - k)
+                    break
+        return self._send(safe)
+
+    def finish(self, final: str) -> str:
+        """The rest of the final answer (`Result.text`), once the run is over."""
+        self.text = final  # the steps' texts add up to it (`trace.Trace`), so what was sent is its prefix
+        return self._send(len(final))
+
+    def _send(self, upto: int) -> str:
+        if upto <= self.sent:
+            return ""
+        out, self.sent = self.text[self.sent:upto], upto
+        return out
+

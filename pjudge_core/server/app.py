@@ -37,6 +37,7 @@ from ..engine.engine import DEFAULT_ROWS, Engine
 from ..engine.job import Job
 from ..engine.loading import LoadedModel
 from ..engine.personas import labelled
+from ..engine.trace import Holdback
 from ..errors import InputError, OutOfMemory, PJudgeError
 from ..ui.access import Access
 from . import protocol
@@ -232,7 +233,7 @@ def _failure(job: Job) -> ApiError:
 async def _stream(service: Service, call: ChatCall, job: Job, arrivals: Arrivals, request: Request):
     """Server-sent events of one request (see the module docstring)."""
     model = service.names[0]
-    holdback = protocol.Holdback(call.settings.stop)
+    holdback = Holdback(call.settings.stop)
 
     def event(payload) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"

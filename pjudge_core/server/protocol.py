@@ -252,37 +252,3 @@ def chunk(call: ChatCall, model: str, delta: dict, finish: str | None = None, **
     """One ``chat.completion.chunk`` of a stream."""
     return {"id": call.id, "object": "chat.completion.chunk", "created": call.created, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
-
-
-class Holdback:
-    """What of a growing answer may be streamed: never a stop string, nor the start of one that the
-    next token may complete (those characters wait; the final text decides)."""
-
-    def __init__(self, stop: tuple[str, ...]):
-        self.stop, self.text, self.sent = stop, "", 0
-
-    def push(self, text: str) -> str:
-        """Add a step's text; the part that is now safe to send."""
-        self.text += text
-        safe = len(self.text)
-        for s in self.stop:
-            at = self.text.find(s)
-            if at >= 0:
-                safe = min(safe, at)
-            for k in range(min(len(s) - 1, len(self.text)), 0, -1):  # a suffix that begins s
-                if self.text.endswith(s[:k]):
-                    safe = min(safe, len(self.text) - k)
-                    break
-        return self._send(safe)
-
-    def finish(self, final: str) -> str:
-        """The rest of the final answer (`Result.text`), once the run is over."""
-        self.text = final  # the steps' texts add up to it (`trace.Trace`), so what was sent is its prefix
-        return self._send(len(final))
-
-    def _send(self, upto: int) -> str:
-        if upto <= self.sent:
-            return ""
-        out, self.sent = self.text[self.sent:upto], upto
-        return out
-

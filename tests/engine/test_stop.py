@@ -4,6 +4,7 @@ completed inside a Persona-judge block drops that block's later drafts (the stat
 import pytest
 
 from pjudge_core import DecodeSettings, InputError, generate
+from pjudge_core.engine.trace import Holdback
 
 QUERY, PREFS = "Tell me a story", ["be brief", "be vivid"]
 METHODS = ["persona-judge", "direct", "fusion"]
@@ -77,3 +78,15 @@ def test_stop_strings_are_read_from_loose_input_and_checked():
     for bad in (("",), (3,), "abc"):
         with pytest.raises(InputError, match="Stop strings must be a list of non-empty texts"):
             DecodeSettings(stop=bad)
+
+
+def test_the_holdback_never_sends_a_stop_string_or_a_start_of_one():
+    held = Holdback(("STOP",))
+    assert held.push("Hello S") == "Hello "  # "S" may begin STOP
+    assert held.push("T") == ""
+    assert held.push("ay") == "STay"  # it did not
+    assert held.push(" then ST") == " then "
+    assert held.push("OP and more") == ""
+    assert held.finish("Hello STay then ") == ""  # the answer ends before the stop string
+    plain = Holdback(())
+    assert plain.push("abc") == "abc" and plain.finish("abcdef") == "def"

@@ -4,7 +4,7 @@ import pytest
 
 from pjudge_core import DecodeSettings
 from pjudge_core.presets import pair, persona_text
-from pjudge_core.server.protocol import ApiError, Holdback, read_chat
+from pjudge_core.server.protocol import ApiError, read_chat
 
 SERVED = ("tiny-llama", "bundled")
 HI = [{"role": "user", "content": "Hi there"}]
@@ -87,15 +87,3 @@ def test_neutral_openai_fields_and_bookkeeping_fields_are_accepted():
     call = chat(n=1, logprobs=False, frequency_penalty=0, presence_penalty=0, response_format={"type": "text"},
                 user="me", metadata={"a": "b"}, stream=True, stream_options={"include_usage": True})
     assert call.stream and call.include_usage
-
-
-def test_the_holdback_never_sends_a_stop_string_or_a_start_of_one():
-    held = Holdback(("STOP",))
-    assert held.push("Hello S") == "Hello "  # "S" may begin STOP
-    assert held.push("T") == ""
-    assert held.push("ay") == "STay"  # it did not
-    assert held.push(" then ST") == " then "
-    assert held.push("OP and more") == ""
-    assert held.finish("Hello STay then ") == ""  # the answer ends before the stop string
-    plain = Holdback(())
-    assert plain.push("abc") == "abc" and plain.finish("abcdef") == "def"
