@@ -65,9 +65,10 @@ class Service:
     """The served model, its engine, its names and its limits."""
 
     def __init__(self, lm: LoadedModel, names: tuple[str, ...] = (), rows: int = DEFAULT_ROWS,
-                 access: Access | None = None, max_body: int = MAX_BODY):
+                 access: Access | None = None, max_body: int = MAX_BODY, defaults: dict | None = None):
         self.lm = lm
-        self.names = tuple(dict.fromkeys([lm.name, *names]))  # the first is what answers carry
+        self.names = tuple(dict.fromkeys([*names, lm.name]))  # the first is what answers carry
+        self.defaults = dict(defaults or {})  # body fields a request leaves out (`protocol.read_chat`)
         self.access = access or Access()
         self.max_body = max_body
         self.engine = Engine(lm, rows).start()
@@ -89,9 +90,11 @@ class Service:
 
 
 def build_app(lm: LoadedModel, *, names: tuple[str, ...] = (), rows: int = DEFAULT_ROWS,
-              access: Access | None = None, max_body: int = MAX_BODY) -> FastAPI:
-    """The server's FastAPI app (see the module docstring); its engine stops with the app."""
-    service = Service(lm, names, rows, access, max_body)
+              access: Access | None = None, max_body: int = MAX_BODY, defaults: dict | None = None) -> FastAPI:
+    """The server's FastAPI app (see the module docstring); its engine stops with the app. `names`:
+    what clients may call the model besides its own name (the first is what answers carry);
+    `defaults`: ``personas`` and ``spec`` for requests that leave them out."""
+    service = Service(lm, names, rows, access, max_body, defaults)
     app = FastAPI(title="Persona-judge", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=_lifespan(service))
     app.state.service = service
@@ -119,7 +122,7 @@ def build_app(lm: LoadedModel, *, names: tuple[str, ...] = (), rows: int = DEFAU
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        call = protocol.read_chat(await _json(request, service.max_body), service.names)
+        call = protocol.read_chat(await _json(request, service.max_body), service.names, service.defaults)
         try:
             job = await run_in_threadpool(service.prepare, call)
         except InputError as exc:

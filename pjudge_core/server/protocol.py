@@ -10,7 +10,7 @@ What a body may hold:
   * OpenAI's own fields: ``model`` (the served model's id or name), ``messages`` (system, developer
     (= system), user and assistant turns; a content is a text or a list of text parts),
     ``max_tokens`` / ``max_completion_tokens``, ``temperature`` (0 means greedy), ``top_p``, ``seed``,
-    ``stop`` (a text or a list), ``stream``, ``stream_options.include_usage``, ``n`` = 1. Fields a
+    ``stop`` (a text or a list; empty entries are dropped), ``stream``, ``stream_options.include_usage``, ``n`` = 1. Fields a
     request leaves out take the library's defaults (`DecodeSettings`: temperature 0.9, top-p 0.9,
     top-k 20, 128 new tokens), not OpenAI's. Fields that only ask for OpenAI's defaults (``n`` 1, no
     tools, ``logprobs`` false, penalties 0, ...) are accepted; asking for more is refused with a sentence.
@@ -52,7 +52,7 @@ EXTRA = ("personas", "pair", "spec", "return_steps", *SETTINGS)
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-class ApiError(Exception):
+class ApiError(InputError):
     """A request this server refuses: OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
 
     def __init__(self, message: str, param: str | None = None, status: int = 400,
@@ -79,11 +79,16 @@ class ChatCall:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-def read_chat(body, served: tuple[str, ...]) -> ChatCall:
+def read_chat(body, served: tuple[str, ...], defaults: Mapping | None = None) -> ChatCall:
     """A body (parsed JSON) as a `ChatCall`; `ApiError` with one sentence for anything it cannot run.
-    `served`: the names the served model answers to (the first is what answers carry)."""
+    `served`: the names the served model answers to (the first is what answers carry). `defaults`:
+    body fields the server was started with (``personas``, ``spec``), for clients that cannot send
+    extra fields (lm-evaluation-harness, MT-Bench); a request's own fields win (its ``pair`` too)."""
     if not isinstance(body, Mapping):
         raise ApiError("The request body must be a JSON object.")
+    if defaults:
+        given = set(body) | ({"personas"} if "pair" in body else set())
+        body = {**{k: v for k, v in defaults.items() if k not in given}, **body}
     known = set(OPENAI) | set(NEUTRAL) | set(IGNORED) | set(EXTRA)
     unknown = sorted(set(body) - known)
     if unknown:
@@ -180,6 +185,8 @@ def _settings(body: Mapping) -> DecodeSettings:
     stop = body.get("stop")
     if stop is not None and not (isinstance(stop, str) or isinstance(stop, list)):
         raise ApiError("stop must be a text or a list of texts.", "stop")
+    if isinstance(stop, list):  # harnesses send [None] or [""] for "no stop string" (lm-evaluation-harness)
+        stop = [s for s in stop if s not in (None, "")]
     raw.update(max_new_tokens=tokens, temperature=temperature, top_p=body.get("top_p"), seed=body.get("seed"),
                stop=[stop] if isinstance(stop, str) else stop)
     for name, value in raw.items():  # a JSON type the setting cannot take is the client's mistake

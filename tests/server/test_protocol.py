@@ -87,3 +87,17 @@ def test_neutral_openai_fields_and_bookkeeping_fields_are_accepted():
     call = chat(n=1, logprobs=False, frequency_penalty=0, presence_penalty=0, response_format={"type": "text"},
                 user="me", metadata={"a": "b"}, stream=True, stream_options={"include_usage": True})
     assert call.stream and call.include_usage
+
+
+def test_the_servers_defaults_fill_what_a_request_leaves_out():
+    defaults = {"personas": ["concise", "Write like a poet."], "spec": "direct"}
+    call = read_chat({"messages": HI}, SERVED, defaults)
+    assert call.personas == [persona_text("concise"), "Write like a poet."] and call.spec.key == "direct"
+    own = read_chat({"messages": HI, "personas": ["Be brief.", "Be kind."], "spec": "fusion"}, SERVED, defaults)
+    assert own.personas == ["Be brief.", "Be kind."] and own.spec.key == "fusion"
+    assert read_chat({"messages": HI, "pair": "concise + detailed"}, SERVED, defaults).personas == list(
+        pair("concise + detailed"))  # a request's pair replaces the default personas
+
+
+def test_empty_stop_entries_from_harnesses_are_dropped():
+    assert chat(stop=[None]).settings.stop == () and chat(stop=["", "###"]).settings.stop == ("###",)

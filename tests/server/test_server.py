@@ -77,7 +77,8 @@ def streamed(client, **kw):
 
 def test_the_model_list_names_the_served_model(server):
     client, _, _ = server
-    assert [m.id for m in client.models.list()] == ["tiny-llama"]
+    assert [m.id for m in client.models.list()] == ["tiny"]  # the name it was served as (its own, tiny-llama, works too)
+    assert client.models.retrieve("tiny-llama").id == "tiny"
 
 
 @pytest.mark.parametrize("spec", ["persona-judge", "direct", "fusion(alpha=0.5)", "direct[B]"])
@@ -199,3 +200,46 @@ def test_a_public_server_applies_the_apps_limits(tiny_lm):
         with pytest.raises(openai.BadRequestError, match="at most 16 new tokens"):
             ask(client, max_tokens=17)
         assert ask(client, max_tokens=16, seed=0).usage.completion_tokens <= 16
+
+
+def test_the_serve_command_serves_a_model_folder_with_default_personas(tiny_folder, tiny_lm):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    port = free_port()
+    command = [sys.executable, "-m", "pjudge_core", "serve", "--model", tiny_folder, "--port", str(port), "--rows", "2",
+               "--name", "tiny", "--persona", "concise", "--pref", "Write like a poet."]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert [m.id for m in client.models.list()] == ["tiny"]
+                break
+            except openai.APIConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+                time.sleep(0.2)
+        answer = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=12, seed=3)
+        from pjudge_core.presets import persona_text
+
+        # --pref texts come before --persona presets (`cli.args.preferences_from_args`)
+        alone = lone(tiny_lm, personas=["Write like a poet.", persona_text("concise")], max_new_tokens=12, seed=3)
+        assert answer.choices[0].message.content == alone.text
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_the_serve_command_refuses_bad_defaults_before_loading(tiny_folder):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "pjudge_core", "serve", "--model", "no/such-model", "--persona",
+                           "concise"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: persona-judge needs at least two preferences (A drafts, B judges); got 1."
