@@ -63,7 +63,7 @@ def build_demo(deployment: Deployment | None = None, *, models: ModelHolder | No
         gr.Markdown(about.HEADER, elem_id="header")
         if deployment.access.public:
             gr.Markdown(deployment.notice(), elem_id="public-notice")
-        page = Page(deployment, models or MODELS, gpu, token_costs)
+        page = Page(deployment, models or MODELS, gpu, token_costs, blocks=demo)
         page.compare, page.did_it_work = CompareTab(page), DidItWorkTab(page)
         page.infer, page.capacity = InferTab(page), CapacityTab(page)
         # "wrap": on a phone every tab stays in sight (a menu would hide the ones a newcomer should find).

@@ -12,6 +12,7 @@ handler renders the panels a few times per second while iterating a `LabRun`.
 from __future__ import annotations
 
 import queue
+import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,9 @@ class LabRun:
                  settings: DecodeSettings, engine: Engine | None = None):
         if not specs:
             raise InputError("Tick at least one method to compare.")
+        if settings.seed is None:  # the same random seed for every panel (each job would draw its own)
+            settings = settings.replace(seed=secrets.randbits(31))
+        self.settings = settings
         # Every spec is validated (and its prompts built) before anything decodes.
         jobs = {slot: spec.job(lm, query, preferences, settings) for slot, spec in specs.items()}
         self.started = time.perf_counter()

@@ -28,8 +28,9 @@ class Page:
     so it names none of them."""
 
     def __init__(self, deployment: Deployment, models: ModelHolder, gpu: Callable | None = None,
-                 token_costs: dict[str, float] | None = None):
+                 token_costs: dict[str, float] | None = None, blocks: gr.Blocks | None = None):
         self.deployment = deployment
+        self.blocks = blocks  # the page's Blocks: its load event (a share link fills the form in)
         self.access = deployment.access
         self.models = models
         self._gpu = gpu  # `spaces.GPU` (or a stand-in) on ZeroGPU, else None

@@ -465,6 +465,57 @@ def test_infer_a_persona_from_a_bundled_user_and_use_it_as_b(server, browser, tm
     page.close()
 
 
+def test_a_share_link_opens_the_page_with_the_runs_form_and_the_seed_it_used(server, browser):
+    """Run with the seed box empty, make the run's share link, open it: the form comes back (query,
+    personas, model, settings) with the seed the run drew, and the page says what reproduces."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from pjudge_core.ui import share
+
+    page = open_page(browser, server)
+    open_parameters(page)
+    before = page.locator("#repetition-penalty input[type=number]").input_value()
+    choose(page, "model-select", "tiny-test", custom=True)  # picking a model applies its recommended settings
+    page.wait_for_function(f"() => document.querySelector('#repetition-penalty input[type=number]').value"
+                           f" !== {json.dumps(before)}")
+    choose(page, "persona-a", "humour")
+    page.wait_for_function("() => document.querySelector('#pref-a textarea').value.includes('humorous')")
+    page.locator("#pref-b textarea").fill("Answer like a pirate & keep it <short>.")
+    page.locator("#query textarea").fill("Describe a sunset over the harbour.")
+    set_number(page, "repetition-penalty", 1.3)
+    seed = page.locator("#seed input[type=number]")
+    seed.fill("")
+    seed.press("Tab")
+    assert page.locator("#share-btn").is_disabled()  # nothing to share before a run
+    run(page)
+    wait_done(page)
+    page.locator("#share-btn").click()
+    page.wait_for_function("() => (document.querySelector('#share-link textarea, #share-link input') || {}).value"
+                           "?.includes('?run=1.')", timeout=15_000)
+    url = page.locator("#share-link textarea, #share-link input").first.input_value()
+    assert url.startswith(server + "?run=1.")
+    assert "same model, dtype and device" in page.locator("#share-status").inner_text()
+    drawn = share.decode(parse_qs(urlsplit(url).query)["run"][0])["fields"]["seed"]
+    assert isinstance(drawn, int)
+    page.close()
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function("() => document.querySelector('#query textarea')?.value"
+                           " === 'Describe a sunset over the harbour.'", timeout=30_000)
+    assert page.locator("#pref-b textarea").input_value() == "Answer like a pirate & keep it <short>."
+    assert "humorous" in page.locator("#pref-a textarea").input_value()
+    assert page.locator("#persona-a input").first.input_value() == "humour"
+    assert page.locator("#model-select input").first.input_value() == "tiny-test"
+    note = page.locator("#run-status").inner_text()
+    assert f"seed {drawn}" in note and "same model, dtype and device" in note
+    open_parameters(page)
+    assert page.locator("#seed input[type=number]").input_value() == str(drawn)
+    # the model's recommended settings did not overwrite the link's
+    assert page.locator("#repetition-penalty input[type=number]").input_value() == "1.3"
+    page.close()
+
+
 def test_run_is_above_the_fold_on_a_laptop(server, browser):
     """At 1366 x 768 a first visitor sees Run without scrolling; the setup fits beside it."""
     page = open_page(browser, server, width=1366, height=768)

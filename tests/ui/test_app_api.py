@@ -286,3 +286,29 @@ def test_infer_can_rank_a_candidate_the_model_writes(client):
     result_html = client.predict("tiny-long", False, table, "psoups", True, api_name="/infer")[0]
     assert "pj-msg-error" not in result_html and result_html.count('data-rank="') == 7
     assert result_html.count("written by the model") == 1
+
+
+def test_a_share_link_of_a_run_with_an_empty_seed_box_reproduces_its_tokens(client):
+    """The seed box empty: every panel uses one drawn seed, which the record's form keeps; its share link
+    restores the form, and running that form gives the same tokens."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from pjudge_core.ui import share
+    from pjudge_core.ui.access import Access
+
+    record = downloaded(run(client, seed=None, max_new=16)[-1][DOWNLOAD])
+    seed = record["form"]["fields"]["seed"]
+    assert isinstance(seed, int) and record["settings"]["seed"] == seed
+    assert {p["settings"]["seed"] for p in record["panels"]} == {seed}
+    assert record["form"]["model"] == "tiny-test" and "on cpu (float32)" in record["form"]["ran_on"]
+    url = share.link("http://127.0.0.1:7860/?__theme=dark", record["form"])
+    restored = share.restore(Access(), {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()})
+    v = restored.values
+    again = downloaded(run(client, model=restored.model, four_bit=restored.four_bit, persona_a=v["persona_a"],
+                           pref_a=v["pref_a"], persona_b=v["persona_b"], pref_b=v["pref_b"], query=v["query"],
+                           lam=v["lam"], roles=v["roles"], greedy=v["greedy"], temperature=v["temperature"],
+                           top_k=v["top_k"], top_p=v["top_p"], max_new=v["max_new_tokens"], seed=v["seed"],
+                           methods=v["methods"], n=v["n_personas"], alpha=v["alpha"], weights=v["weights"],
+                           repetition_penalty=v["repetition_penalty"], no_repeat=v["no_repeat_ngram_size"])[-1][DOWNLOAD])
+    assert [p["token_ids"] for p in again["panels"]] == [p["token_ids"] for p in record["panels"]]
+    assert again["form"]["fields"] == record["form"]["fields"]

@@ -4,8 +4,9 @@ Who (personas) and what (query), then Run, fit on a laptop's first screen; the m
 and every secondary setting sit in the narrower column beside them. Every ticked method streams at
 once, as rows of one batched engine (`lab.LabRun`); each answer's persona fit and meters appear in
 its panel as it finishes; Persona-judge's blocks are charted under the panels, and the run's record
-is offered as a download. Every failure a visitor can cause ends as a readable message in the page
-(`render.message_html`), never a traceback; model output is escaped by `render`.
+is offered as a download; a share link fills the run's form in again (`ui.share`). Every failure a
+visitor can cause ends as a readable message in the page (`render.message_html`), never a
+traceback; model output is escaped by `render`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from ... import presets as P
 from ...engine.methods import method_named
 from ...engine.personas import MAX_PERSONAS
 from ...engine.settings import DecodeSettings
-from ...errors import PJudgeError
+from ...errors import InputError, PJudgeError
 from ...evaluation.meters import NOTE as METERS_NOTE
 from ...evaluation.meters import measure
 from ...evaluation.self_judge.fit import NOTE
-from .. import charts, insight, lab, records, render
+from .. import charts, insight, lab, records, render, share
 from ..fields import raw
-from ..form import FIELDS, LabForm, read_form, takes_form
+from ..form import FIELDS, LabForm, Values, read_form, takes_form
 from ..models import decoding_engine, describe, first_run, model_choices, quantize_option, recommended_settings
 from ..page import Page, Tab
 from ..serving import served
@@ -43,6 +44,11 @@ def on_run_js(cleared: str) -> str:
             " if (panels && panels.getBoundingClientRect().top > window.innerHeight - 160)"
             " panels.scrollIntoView({behavior: 'smooth', block: 'start'});"
             f" return {json.dumps(cleared)}; }}")
+
+
+# The share button hands the Python handler the address the visitor's browser shows (behind a Space's
+# proxy too), in place of the link box's value; the run's record (a State) is read on the server.
+SHARE_JS = "(record, box) => [record, window.location.href]"
 
 
 def persona_column(label: str, names: list[str], value: str | None, visible: bool = True):
@@ -80,7 +86,8 @@ class CompareTab(Tab):
                         _, form["persona_a"], form["pref_a"] = persona_column("A", persona_names, pa)
                         self.swap_btn = gr.Button("⇄ Swap", scale=0, min_width=70, elem_id="swap-btn", size="sm")
                         _, form["persona_b"], form["pref_b"] = persona_column("B", persona_names, pb)
-                    with gr.Accordion("More personas (C, D)", open=False, elem_id="more-personas"):
+                    with gr.Accordion("More personas (C, D)", open=False, elem_id="more-personas") as more:
+                        self.more_personas = more
                         with gr.Row():
                             self.add_btn = gr.Button("+ Add persona", size="sm", elem_id="add-persona")
                             self.remove_btn = gr.Button("− Remove persona", size="sm", elem_id="remove-persona")
@@ -172,6 +179,12 @@ class CompareTab(Tab):
             self.download = gr.DownloadButton("Download this run (JSON: every panel's text, spec, settings, trace, "
                                               "persona fit, front, inference)", visible=False, size="sm",
                                               elem_id="run-download")
+            with gr.Row(equal_height=True, elem_id="share-row"):
+                self.share_btn = gr.Button("Share link", size="sm", scale=0, min_width=130, interactive=False,
+                                           elem_id="share-btn")
+                self.share_box = gr.Textbox("", label="Link to this run's form and seed", buttons=["copy"],
+                                            interactive=False, visible=False, scale=5, elem_id="share-link")
+            self.share_msg = gr.HTML("", elem_id="share-status")
             self.heatmap = gr.Plot(label="Persona-judge, block by block", elem_id="pj-heatmap")
             with gr.Row():
                 self.plot = gr.Plot(label="log(p/q) per token", elem_id="pj-plot")
@@ -197,8 +210,9 @@ class CompareTab(Tab):
         self.remove_btn.click(lambda n, m: self.persona_count(max(2, n - 1), m), [page.n_personas, form["methods"]],
                               count_outputs, api_visibility="private")
         form["methods"].change(self.panels_visible, form["methods"], self.panel_columns, api_visibility="private")
-        self.model.change(self.model_changed, self.model, [form["repetition_penalty"], form["no_repeat_ngram_size"]],
-                          api_visibility="private")
+        # On the visitor's pick only (`input`): a share link that restores the model keeps its own settings.
+        self.model.input(self.model_changed, self.model, [form["repetition_penalty"], form["no_repeat_ngram_size"]],
+                         api_visibility="private")
         # Load needs no GPU call: on ZeroGPU it only reports what start-up loaded.
         self.load_btn.click(served(self.load), [self.model, self.four_bit], self.model_msg, **page.model_event,
                             api_name="load")
@@ -215,6 +229,14 @@ class CompareTab(Tab):
         run_event.then(self.status, [self.model, self.four_bit], self.model_msg, api_visibility="private")
         # ... which the run's record fills when it ends
         run_event.then(render.answers_html, page.record, answers, api_visibility="private")
+        # A finished run can be shared: its record holds its form and seed (`share`)
+        run_event.then(self.share_ready, page.record, [self.share_btn, self.share_box, self.share_msg],
+                       api_visibility="private")
+        self.share_btn.click(self.share_link, [page.record, self.share_box], [self.share_box, self.share_msg],
+                             js=SHARE_JS, api_visibility="private")
+        if page.blocks is not None:  # a share link in the address fills the form in when the page opens
+            page.blocks.load(self.restore, None, self.restore_outputs(), api_visibility="private",
+                             show_progress="hidden", concurrency_limit=None)
         self.stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, self.run_msg, cancels=[run_event],
                             api_visibility="private")
 
@@ -276,10 +298,11 @@ class CompareTab(Tab):
             except PJudgeError as exc:
                 yield out(message=render.message_html(str(exc), "error"))
                 return
-            yield from self._stream(run, out, lab_form, lm, form["query"], model_name, four_bit, previous)
+            shared = share.run_form(model_name, four_bit, form, run.settings.seed, lm.describe())
+            yield from self._stream(run, out, lab_form, lm, form["query"], model_name, four_bit, previous, shared)
 
     def _stream(self, run: lab.LabRun, out, form: LabForm, lm, query, model_name, four_bit,
-                previous) -> Iterator[tuple]:
+                previous, shared: dict) -> Iterator[tuple]:
         """The run's updates, from its first placeholder to its last panel (see `run`)."""
         names, preferences, specs = form.names, form.preferences, form.specs
         fits: dict[str, tuple] = {}  # slot -> (Fit or None, reason), once its answer is finished
@@ -310,7 +333,8 @@ class CompareTab(Tab):
             for slot in run:
                 if limit is not None and time.perf_counter() - run.started > limit:
                     run.close()  # before the call's time runs out: what was decoded is kept and downloadable
-                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, fit_plot=fit_figure(),
+                    yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, shared,
+                                       fit_plot=fit_figure(),
                                        stopped=render.message_html(
                         f"Stopped after {limit:.0f} s: this public demo limits each run so that others get a turn. "
                         "Lower max new tokens or tick fewer methods.", "error"))
@@ -343,17 +367,19 @@ class CompareTab(Tab):
                     last = now
                     yield out({s: panel(s, True) for s in changed})
                     changed = set()
-            yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, fit_plot=fit_figure())
+            yield self._finish(run, out, form, lm, query, panel, fits, meters, previous, shared,
+                               fit_plot=fit_figure())
         except PJudgeError as exc:
             yield out(message=render.message_html(str(exc), "error"))
         finally:  # Stop (GeneratorExit here) or an error: this run's rows stop decoding, nobody else's
             run.close()
 
-    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous,
+    def _finish(self, run: lab.LabRun, out, form: LabForm, lm, query, panel, fits, meters, previous, shared: dict,
                 fit_plot=None, stopped=None) -> tuple:
-        """The run's last update; `stopped` is the message of a run its time limit ended. `fit_plot`
-        (the fit heatmap) is sent again although it has not changed: on a tab the visitor has not
-        opened yet, Gradio 6.31 forgets a plot's value when a later update skips it."""
+        """The run's last update; `shared` is the run's form for its share link (`share.run_form`),
+        `stopped` the message of a run its time limit ended. `fit_plot` (the fit heatmap) is sent
+        again although it has not changed: on a tab the visitor has not opened yet, Gradio 6.31
+        forgets a plot's value when a later update skips it."""
         blocks = next((p for p in run.panels.values() if method_named(p.spec.method).judged), None)
         panel_records = [records.panel_record(p.slot, p.spec.key, p.spec.label, p.result, p.steps, stopped=p.stopped)
                          for p in run.panels.values()]
@@ -363,8 +389,8 @@ class CompareTab(Tab):
         record = records.lab_record(
             model=lm.describe(), query=query,
             personas={label: {"name": form.names[label], "text": text} for label, text in form.preferences.items()},
-            settings=form.settings.to_dict(), panels=panel_records,
-            extra={"fit": fit_record, "meters": {"note": METERS_NOTE, "panels": meters},
+            settings=run.settings.to_dict(), panels=panel_records,
+            extra={"form": shared, "fit": fit_record, "meters": {"note": METERS_NOTE, "panels": meters},
                    **records.carried_over(previous)})
         path = records.write_record(record)
         summary = ", ".join(f"{p.spec.label} {len(p.steps)} tokens" for p in run.panels.values())
@@ -422,3 +448,50 @@ class CompareTab(Tab):
         """-> repetition penalty, no-repeat n-gram size: the model preset's recommended values."""
         settings = recommended_settings(model_id)
         return settings.repetition_penalty, settings.no_repeat_ngram_size
+
+    # ------------------------------------------------------------------ share links (no model)
+    @staticmethod
+    def share_ready(record):
+        """-> share button (usable once a run has finished), link box (an earlier run's link cleared),
+        share message."""
+        ready = isinstance(record, dict) and isinstance(record.get("form"), dict)
+        return gr.update(interactive=ready), gr.update(value="", visible=False), ""
+
+    @staticmethod
+    def share_link(record, location):
+        """-> link box, share message: the link of the run in `record`, on the page at `location`
+        (the address the visitor's browser shows; `SHARE_JS`)."""
+        try:
+            url = share.link(location, record.get("form") if isinstance(record, dict) else None)
+        except InputError as exc:
+            return gr.update(value="", visible=False), render.message_html(str(exc), "error")
+        seed = record["form"]["fields"].get("seed")
+        return (gr.update(value=url, visible=True),
+                render.message_html(f"The link holds this run's form and seed ({seed}); opening it fills them in. "
+                                    f"{share.NOTE}", "ok"))
+
+    def restore_outputs(self) -> list:
+        """What a share link fills in (`restore`'s outputs, in order)."""
+        return [*self.form_inputs(), self.model, self.four_bit, self.col_c, self.col_d, self.more_personas,
+                self.run_msg]
+
+    def restore(self, request: gr.Request):
+        """-> `restore_outputs()`: the form a share link in the page's address carries (validated as a
+        form typed in), or skips and a message (a bad link, or a value this deployment refuses)."""
+        params = dict(request.query_params) if request is not None else {}
+        return self.restored(params)
+
+    def restored(self, params: Values):
+        """`restore` for the query parameters `params` ({name: value})."""
+        skip = gr.skip()
+        try:
+            shared = share.restore(self.access, params)
+        except InputError as exc:
+            return (*[skip] * (len(FIELDS) + 5), render.message_html(str(exc), "error"))
+        if shared is None:
+            return (skip,) * (len(FIELDS) + 6)
+        values, count = dict(shared.values), shared.values["n_personas"]
+        values["methods"] = gr.update(choices=lab.method_choices(count), value=values["methods"])
+        return (*[values[f.name] for f in FIELDS], shared.model, shared.four_bit, gr.update(visible=count >= 3),
+                gr.update(visible=count >= 4), gr.update(open=True) if count > 2 else skip,
+                render.message_html(shared.note(), "info"))
