@@ -105,7 +105,8 @@ class DecodeSettings:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values (stop strings as a list), equal to what a record read back holds."""
+        return {**asdict(self), "stop": list(self.stop)}
 
 
 def _coerce(name: str, value, default):

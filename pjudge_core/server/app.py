@@ -27,6 +27,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -130,6 +131,8 @@ def build_app(lm: LoadedModel, *, names: tuple[str, ...] = (), rows: int = DEFAU
         arrivals = Arrivals(asyncio.get_running_loop())
         try:
             service.submit(job, arrivals)
+        except ApiError:  # a public server's queue is full
+            raise
         except InputError as exc:  # its rows could never fit the KV budget
             raise ApiError(str(exc), "max_tokens") from None
         if call.stream:
@@ -148,12 +151,10 @@ def build_app(lm: LoadedModel, *, names: tuple[str, ...] = (), rows: int = DEFAU
 
 
 def _lifespan(service: Service):
-    from contextlib import asynccontextmanager
-
     @asynccontextmanager
     async def lifespan(app):
         yield
-        service.engine.close()
+        service.engine.close()  # the engine's thread stops with the server
     return lifespan
 
 
@@ -194,25 +195,32 @@ def _param(message: str) -> str | None:
 
 
 async def _events(service: Service, job: Job, arrivals: Arrivals, request: Request) -> AsyncIterator:
-    """The job's steps as the engine decides them, until it ends; cancels it when the client goes away
-    or a public server's time per run is over."""
+    """The job's steps as the engine decides them, until it ends. Every `POLL_S`, steps flowing or not,
+    it looks for the client's disconnect (then it cancels the job) and a public server's time per run."""
     limit = service.access.time_limit
-    started = time.monotonic()
+    started = checked = time.monotonic()
     while True:
         try:
             _, step = await asyncio.wait_for(arrivals.queue.get(), POLL_S)
         except asyncio.TimeoutError:
+            step = _NOTHING
+        if step is None:
+            return
+        now = time.monotonic()
+        if now - checked >= POLL_S:
+            checked = now
             if await request.is_disconnected():
                 service.engine.cancel(job)
                 return
-            if limit is not None and time.monotonic() - started > limit and not job.done:
-                service.engine.cancel(job)
-                raise ApiError(f"This public server stops each run after {limit:g} s; ask for fewer tokens "
-                               "(max_tokens).", "max_tokens", status=408, kind="timeout_error")
-            continue
-        if step is None:
-            return
-        yield step
+        if limit is not None and now - started > limit:
+            service.engine.cancel(job)
+            raise ApiError(f"This public server stops each run after {limit:g} s; ask for fewer tokens "
+                           "(max_tokens).", "max_tokens", status=408, kind="timeout_error")
+        if step is not _NOTHING:
+            yield step
+
+
+_NOTHING = object()  # no step arrived within POLL_S
 
 
 def _over(service: Service, job: Job) -> None:

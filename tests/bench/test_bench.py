@@ -76,3 +76,16 @@ def test_the_host_cost_benchmark_prints_each_size_as_a_ratio_to_the_first(capsys
     report = module.main(["--sizes", "1", "3", "--rounds", "1", "--tokens", "6"])
     assert set(report) == {1, 3} and report[1]["ratio"] == 1.0 and report[3]["ms_per_step"] > 0
     assert "3 requests" in capsys.readouterr().out
+
+
+def test_the_server_benchmark_prints_n_clients_as_ratios_to_one(tiny_folder, capsys):
+    from conftest import free_port
+
+    spec = importlib.util.spec_from_file_location("bench_server", ROOT / "scripts" / "bench_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--model", tiny_folder, "--clients", "3", "--tokens", "8", "--rounds", "1",
+                          "--port", str(free_port())])
+    assert set(report) == {"1 client", "3 clients"}
+    assert all(figures["tokens_per_s"] > 0 and figures["first_s"] > 0 for figures in report.values())
+    assert "ratio 3/1: throughput" in capsys.readouterr().out

@@ -243,3 +243,40 @@ def test_the_serve_command_refuses_bad_defaults_before_loading(tiny_folder):
                            "concise"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: persona-judge needs at least two preferences (A drafts, B judges); got 1."
+
+
+def test_a_client_that_gives_up_on_an_unstreamed_answer_cancels_it(server, tiny_lm):
+    _, url, app = server
+    service = app.state.service
+    with pytest.raises(httpx.ReadTimeout):  # a 300-token answer takes the tiny model over a second here
+        httpx.post(f"{url}/chat/completions", timeout=0.3,
+                   json={"messages": CHAT, "personas": PREFS, "max_tokens": 300, "seed": 0})
+    deadline = time.monotonic() + 10
+    while service.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not service.active  # cancelled and forgotten, well before its 300 tokens
+
+
+def test_a_public_server_stops_a_run_after_its_seconds(tiny_lm):
+    access = Access(public=True, run_seconds=0.2, max_new_tokens=300)
+    with serving(tiny_lm, rows=2, access=access) as (client, _, app):
+        with pytest.raises(openai.APIStatusError, match="stops each run after 0.2 s") as caught:
+            ask(client, max_tokens=300, seed=0)
+        assert caught.value.status_code == 408
+        assert not app.state.service.active
+
+
+def test_a_public_servers_full_queue_refuses_with_429_and_frees_once_done(tiny_lm):
+    access = Access(public=True, queue_size=0, max_new_tokens=300)
+    with serving(tiny_lm, rows=1, access=access) as (client, url, app):
+        with httpx.stream("POST", f"{url}/chat/completions", timeout=30,
+                          json={"messages": CHAT, "personas": PREFS, "max_tokens": 300, "seed": 0,
+                                "stream": True}) as response:
+            lines = response.iter_lines()  # kept: a dropped iterator closes the stream, which cancels the request
+            next(lines)  # the first request holds the only row
+            with pytest.raises(openai.RateLimitError, match="This public server is busy"):
+                ask(client, max_tokens=5)
+        deadline = time.monotonic() + 10
+        while app.state.service.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ask(client, max_tokens=5, seed=1).usage.completion_tokens <= 5
