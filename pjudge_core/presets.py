@@ -80,6 +80,10 @@ class ModelPreset(_Strict):
     four_bit_on: tuple[Hardware, ...] = ()  # that deployment also offers it in 4-bit
     zerogpu_token_s: float | None = Field(None, gt=0)  # one decoded token of one panel on a ZeroGPU slice, s
     settings: dict[str, float | int | bool] = Field(default_factory=dict)
+    # What the page opens with for this model: a ready-made pair (pairs.json) it measurably follows, and its
+    # example queries (the first is the default); without them, the first pair and queries.json's queries.
+    pair: str | None = None
+    queries: tuple[Text, ...] = ()
 
     @field_validator("settings")
     @classmethod
@@ -207,6 +211,10 @@ def load_presets(directory: str | os.PathLike | None = None) -> Presets:
         if m.id in seen:
             raise InputError(f"models.json, entry {i + 1}: model {m.id!r} is listed twice.")
         seen.add(m.id)
+    for i, m in enumerate(models):
+        if m.pair is not None and m.pair not in pairs:
+            raise InputError(f"models.json, entry {i + 1} ({m.id}), field 'pair': names the unknown pair {m.pair!r}; "
+                             f"known pairs: {', '.join(pairs)}.")
     offered = {h for m in models for h in m.offered_on}
     for hardware in sorted(offered - {h for m in models for h in m.default_on}):
         raise InputError(f"models.json: models are offered on {hardware!r} but none is its default (default_on).")

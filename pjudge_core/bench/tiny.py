@@ -77,6 +77,45 @@ def make_tiny_lm(seed: int = 0, chat_template: str | None = CHAT_TEMPLATE, init_
     return LoadedModel(model=model, tokenizer=tokenizer, name="tiny-llama")
 
 
+def make_persona_blind_lm() -> LoadedModel:
+    """The tiny model with every attention output zeroed: each position's next token depends on its own
+    token only, so no preference in the prompt changes anything (a model that ignores every persona)."""
+    lm = make_tiny_lm()
+    with torch.no_grad():
+        for layer in lm.model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+    lm.name = "tiny-blind"
+    return lm
+
+
+def make_persona_following_lm(persona: str, others: list[str]) -> LoadedModel:
+    """The tiny model built to follow `persona` and nothing else: the persona-blind model (no attention)
+    given back one path in its first layer, uniform attention (queries zeroed) whose values read one
+    direction of the embeddings. Only the tokens that `persona` holds and none of `others` (the
+    placebo, the queries, other personas) lie along it; every other token's embedding is made
+    orthogonal to it, so no other prompt text reaches any later position."""
+    lm = make_persona_blind_lm()
+    tok = lm.tokenizer
+    common = {i for text in others for i in tok(text)["input_ids"]}
+    own = sorted(set(tok(persona)["input_ids"]) - common)
+    if not own:
+        raise ValueError("the persona shares every token with the other texts")
+    generator = torch.Generator().manual_seed(1)
+    direction = torch.randn(lm.model.config.hidden_size, generator=generator)
+    direction /= direction.norm()
+    with torch.no_grad():
+        embed = lm.model.model.embed_tokens.weight
+        scale = embed.norm(dim=1).mean()
+        embed -= torch.outer(embed @ direction, direction)  # nothing else lies along it
+        embed[own] = direction * scale
+        first = lm.model.model.layers[0].self_attn
+        first.q_proj.weight.zero_()  # every visible position weighs the same
+        first.v_proj.weight.copy_(torch.outer(torch.randn(first.v_proj.weight.shape[0], generator=generator), direction))
+        first.o_proj.weight.normal_(0, 0.5, generator=generator)
+    lm.name = "tiny-following"
+    return lm
+
+
 SLIDING_WINDOW = 8  # the tiny sliding-window models' window: under a prompt of 40-odd tokens it matters at once
 
 

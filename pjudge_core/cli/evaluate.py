@@ -23,7 +23,7 @@ from ..evaluation.self_judge.alignment import (
     default_pairs_file,
     load_pairs,
 )
-from . import meters, personas, sharded
+from . import meters, personas, sensitivity, sharded
 from .args import add_model_arguments, add_scoring_arguments, progress_bar
 from .output import add_output_arguments, interval, write_json
 
@@ -153,3 +153,4 @@ def add_parser(sub) -> None:
 
     personas.add_eval_parsers(evs)
     meters.add_eval_parsers(evs)
+    sensitivity.add_eval_parsers(evs)

@@ -193,11 +193,20 @@ def recommended_settings(model_id: str) -> DecodeSettings:
 
 
 def first_run(model_id: str) -> tuple[str | None, str, DecodeSettings]:
-    """What a first visitor runs without touching anything: the first ready-made pair, the first
-    example query, and the model's recommended settings (a test keeps this run fluent)."""
-    pairs, queries = list(presets().pairs), example_queries()
-    return (pairs[0] if pairs else None, queries[0] if queries else "Describe a sunset over the sea.",
-            recommended_settings(model_id))
+    """What a first visitor runs without touching anything: the model's own pair and first example query
+    (`ModelPreset.pair`, `.queries`: one it measurably follows), else the first ready-made pair and
+    example query; and the model's recommended settings (a test keeps this run fluent)."""
+    preset = model_preset((model_id or "").strip() or BUNDLED)
+    pairs, queries = list(presets().pairs), model_queries(model_id)
+    pair = preset.pair if preset and preset.pair else pairs[0] if pairs else None
+    return pair, queries[0] if queries else "Describe a sunset over the sea.", recommended_settings(model_id)
+
+
+def model_queries(model_id: str) -> list[str]:
+    """The example queries the page offers with a model: its own first, then the shared ones."""
+    preset = model_preset((model_id or "").strip() or BUNDLED)
+    own = list(preset.queries) if preset else []
+    return own + [q for q in example_queries() if q not in own]
 
 
 def describe(lm: LoadedModel) -> str:

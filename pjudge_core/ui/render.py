@@ -212,6 +212,16 @@ def message_html(text: str, kind: str = "info") -> str:
     return f'<div class="pj-msg pj-msg-{kind}"{role}>{esc(text)}</div>'
 
 
+def follows_html(sentences: Sequence[str] | None, note: str = "") -> str:
+    """Whether the model follows each persona: one escaped line per persona, and what the numbers rest on."""
+    if not sentences:
+        return ('<div class="pj-follows"><p>No measurement is shipped for this model: press "Measure on this '
+                'query" to see whether it follows these personas.</p></div>')
+    lines = "".join(f"<li>{esc(s)}</li>" for s in sentences)
+    return f'<div class="pj-follows"><ul>{lines}</ul>' + (f"<p><small>{esc(note)}</small></p>" if note else "") + \
+        "</div>"
+
+
 # --------------------------------------------------------------------------- lab insight
 
 def _signed(x: float) -> str:

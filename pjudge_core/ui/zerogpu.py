@@ -28,7 +28,7 @@ from ..engine.specs import RunSpec
 from ..errors import PJudgeError
 from ..evaluation.self_judge.inference import candidate_texts
 from ..presets import model_preset
-from . import insight
+from . import following, insight
 from .access import Access
 from .form import LabForm, read_form, values_of
 
@@ -123,6 +123,13 @@ class GpuTime:
         tokens = 2 * pairs * (candidates + 1 + bool(write)) * SCORE_TOKENS + (WRITE_TOKENS if write else 0)
         return self._asked(tokens, self.token_s(model_name, four_bit))
 
+    def follows(self, model_name, four_bit, personas: int) -> int | None:
+        """Seconds "Measure on this query" asks for: its no-preference answers decoding together, then each
+        scored under every persona, the placebo and no preference."""
+        answers, tokens = following.SEEDS, following.TOKENS
+        return self._asked(tokens * (1 + ROW_COST * (answers - 1)) + answers * (personas + 2) * FIT_FORWARDS,
+                           self.token_s(model_name, four_bit))
+
     def capacity(self, model_name, four_bit, pairs: int) -> int | None:
         """Seconds judge capacity asks for: each pair's two answers with and without the persona."""
         return self._asked(4 * pairs * SCORE_TOKENS, self.token_s(model_name, four_bit))
@@ -162,6 +169,10 @@ class GpuTime:
         return self.duration(handler, lambda a: self.front(
             a["model_name"], a["four_bit"], self.form(a, max_new_tokens=a["tokens"], reproducible=a["reproducible"]),
             int(float(a["samples"]))))
+
+    def follows_duration(self, handler: Callable) -> Callable[..., int]:
+        return self.duration(handler, lambda a: self.follows(a["model_name"], a["four_bit"],
+                                                             len(self.form(a, max_new_tokens=following.TOKENS).preferences)))
 
     def infer_duration(self, handler: Callable) -> Callable[..., int]:
         return self.duration(handler, lambda a: self.infer(

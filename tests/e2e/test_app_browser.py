@@ -364,7 +364,7 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
         float(chips.first.get_attribute("data-fit"))
         meters = page.locator(f"#{elem_id} ~ * .pj-meter, #{elem_id} .pj-meter")  # next to the fit
         assert meters.evaluate_all("els => els.map(e => e.dataset.meter)") == [
-            "flesch_kincaid_grade", "words", "vader_compound"], elem_id
+            "flesch_kincaid_grade", "words", "vader_compound", "lines"], elem_id
         assert " words" in meters.nth(1).inner_text() and meters.nth(2).inner_text().startswith("sentiment ")
     assert "Persona fit under tiny-llama" in page.locator("#tokens-persona-judge .pj-fit, #tokens-persona-judge ~ * .pj-fit").first.inner_text()
     # "Did it work?": the answers side by side (fit and meters), and the fit heatmap

@@ -312,3 +312,15 @@ def test_a_share_link_of_a_run_with_an_empty_seed_box_reproduces_its_tokens(clie
                            repetition_penalty=v["repetition_penalty"], no_repeat=v["no_repeat_ngram_size"])[-1][DOWNLOAD])
     assert [p["token_ids"] for p in again["panels"]] == [p["token_ids"] for p in record["panels"]]
     assert again["form"]["fields"] == record["form"]["fields"]
+
+
+def test_measure_on_this_query_says_per_persona_whether_the_model_follows_it(client, tiny_lm):
+    from pjudge_core.ui import following
+
+    text = html.unescape(client.predict(*FRONT_ARGS, api_name="/follows"))
+    expected = following.measure(tiny_lm, QUERY, {"A": PREF_A, "B": PREF_B}, DecodeSettings(repetition_penalty=1.0))
+    for sentence in following.measured_sentences(expected, "tiny-llama"):
+        assert sentence in text
+    assert "4 answers with no preference, 48 tokens each" in text
+    bad = html.unescape(client.predict(*FRONT_ARGS[:6], "   ", *FRONT_ARGS[7:], api_name="/follows"))
+    assert "The query is empty" in bad

@@ -57,8 +57,9 @@ from .registry import Method, Panel
 
 Schedule = Callable[[int], tuple[str, str]]  # block index -> (drafter label, judge label)
 # The acceptance rate assumed when estimating what a token costs (a ZeroGPU call's duration): measured
-# 0.78-0.93 over the preset pairs on the bundled 135M model (docs/benchmarks.md); lower for larger
-# models, whose personas pull further apart.
+# 0.78-0.93 over the paper's preset pairs on the bundled 135M model (docs/benchmarks.md), 0.69-0.71 for
+# the form pairs it follows clearly (docs/evaluation.md); lower for larger models, whose personas pull
+# further apart.
 ASSUMED_ACCEPTANCE = 0.7
 PERSONA_JUDGE, OFFICIAL = "persona-judge", "official"
 

@@ -4,7 +4,9 @@ tokens fed once.
 `prefix_tree_logprobs(lm, [(prompt_ids, response_ids), ...])` returns what
 `logprobs.sequence_logprobs` returns (Σ over the response tokens), and
 `prefix_tree_token_logprobs` what `logprobs.token_logprobs` returns (one value per response
-token), from the raw log-softmax in float32 by teacher forcing, computed differently: the sequences prompt + response are merged into a radix tree of tokens, so a run of
+token), and `prefix_tree_distributions` the whole next-token distribution at every response
+position (log-probs over the vocabulary, for divergences between prompts: `self_judge.sensitivity`),
+from the raw log-softmax in float32 by teacher forcing, computed differently: the sequences prompt + response are merged into a radix tree of tokens, so a run of
 tokens that several sequences share (a persona's system turn, a query asked twice, the words
 chosen and rejected answers start with) is one node, fed once, whose KV cache every continuation
 reuses. Persona inference scores 6 candidates × 4 pairs × 2 answers this way; alignment accuracy
@@ -129,7 +131,8 @@ def _path(roots: list[_Node], seq: tuple[int, ...]) -> list[_Node]:
 class _Runner:
     """Feeds the tree level by level; each level in length-sorted batches cut to waste little padding."""
 
-    def __init__(self, lm, batch_size: int, progress: Callable | None, total: int):
+    def __init__(self, lm, batch_size: int, progress: Callable | None, total: int, full: bool = False):
+        self.full = full  # keep each needed position's whole log-softmax, not only its token's
         self.model = lm.model
         self.device = next(lm.model.parameters()).device
         self.pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
@@ -213,14 +216,16 @@ class _Runner:
         return mask
 
     def _store(self, chunk, wanted, first, project) -> None:
-        """Each node's log-probs of its needed tokens, from `project(rows, columns)` -> logits, HEAD_ROWS at a time."""
+        """Each node's log-probs of its needed tokens (or, `full`, their whole distributions), from
+        `project(rows, columns)` -> logits, HEAD_ROWS at a time."""
         spots = [(r, c, chunk[r][0].tokens[c + first[r] + 1 - chunk[r][0].start]) for r, lo, hi in wanted
                  for c in range(lo, hi)]
         r_idx, c_idx, targets = (torch.tensor(v, device=self.device) for v in zip(*spots))
-        token_lp = torch.cat([
-            torch.log_softmax(project(r_idx[s:s + HEAD_ROWS], c_idx[s:s + HEAD_ROWS]).float(), -1)
-            .gather(-1, targets[s:s + HEAD_ROWS, None])[:, 0]
-            for s in range(0, len(spots), HEAD_ROWS)])
+        pieces = []
+        for s in range(0, len(spots), HEAD_ROWS):
+            lp = torch.log_softmax(project(r_idx[s:s + HEAD_ROWS], c_idx[s:s + HEAD_ROWS]).float(), -1)
+            pieces.append(lp.cpu() if self.full else lp.gather(-1, targets[s:s + HEAD_ROWS, None])[:, 0])
+        token_lp = torch.cat(pieces)
         at = 0
         for r, lo, hi in wanted:
             chunk[r][0].logprobs = token_lp[at:at + hi - lo]
@@ -245,8 +250,19 @@ def prefix_tree_token_logprobs(lm, items: Sequence[Item], *, batch_size: int = B
     return [lp.tolist() for lp in _item_logprobs(lm, items, batch_size, progress)]
 
 
-def _item_logprobs(lm, items: Sequence[Item], batch_size: int, progress: Callable | None) -> list[torch.Tensor]:
-    """One float32 tensor of response-token log-probs per item (duplicates share one; empty responses are empty)."""
+@torch.no_grad()
+def prefix_tree_distributions(lm, items: Sequence[Item], *, batch_size: int = BATCH_SIZE,
+                              progress: Callable | None = None) -> list[torch.Tensor]:
+    """log p(· | prompt, y_<t) over the whole vocabulary at every response position t of each
+    (prompt_ids, response_ids): a float32 tensor [len(response), vocabulary] per item, on the CPU (a
+    128-token answer under a 49k vocabulary is 25 MB: score a few prompts at a time)."""
+    return _item_logprobs(lm, items, batch_size, progress, full=True)
+
+
+def _item_logprobs(lm, items: Sequence[Item], batch_size: int, progress: Callable | None,
+                   full: bool = False) -> list[torch.Tensor]:
+    """One float32 tensor of response-token log-probs per item ([tokens], or [tokens, vocabulary] when
+    `full`; duplicates share one; empty responses are empty)."""
     keys = [(tuple(p) + tuple(r), len(p)) for p, r in items]
     for (seq, start), (p, _) in zip(keys, items):
         if not p:
@@ -264,7 +280,7 @@ def _item_logprobs(lm, items: Sequence[Item], batch_size: int, progress: Callabl
                 lo = max(node.start, start, 1)
                 node.need = lo if node.need is None else min(node.need, lo)
     total = sum(1 for _ in _walk(roots))
-    _Runner(lm, batch_size, progress, total).run(roots)
+    _Runner(lm, batch_size, progress, total, full).run(roots)
     # An item's tokens are the tails of the nodes on its path from the first response position on.
     values = {key: torch.cat([node.logprobs[max(key[1], node.start) - node.need:] for node in path
                               if node.end > key[1]]) for key, path in paths.items()}

@@ -26,10 +26,18 @@ from ...errors import InputError, PJudgeError
 from ...evaluation.meters import NOTE as METERS_NOTE
 from ...evaluation.meters import measure
 from ...evaluation.self_judge.fit import NOTE
-from .. import charts, insight, lab, records, render, share
+from .. import charts, following, insight, lab, records, render, share
 from ..fields import raw
 from ..form import FIELDS, LabForm, Values, read_form, takes_form
-from ..models import decoding_engine, describe, first_run, model_choices, quantize_option, recommended_settings
+from ..models import (
+    decoding_engine,
+    describe,
+    first_run,
+    model_choices,
+    model_queries,
+    quantize_option,
+    recommended_settings,
+)
 from ..page import Page, Tab
 from ..serving import served
 
@@ -98,7 +106,7 @@ class CompareTab(Tab):
                                                                                            visible=False)
                     form["query"] = gr.Textbox(first_query, label="Query", lines=2, elem_id="query")
                     with gr.Accordion("Example queries", open=False, elem_id="examples"):
-                        gr.Examples([[q] for q in data.queries or [first_query]], inputs=[form["query"]],
+                        gr.Examples([[q] for q in model_queries(model_id) or [first_query]], inputs=[form["query"]],
                                     cache_examples=False, label=None)
                     with gr.Row(elem_id="run-row"):
                         self.run_btn = gr.Button("Run", variant="primary", scale=3, elem_id="run-btn")
@@ -116,7 +124,9 @@ class CompareTab(Tab):
                             self.model_msg = gr.HTML(self.start_status(), elem_id="model-status")
                         self.load_btn = gr.Button("Load", scale=1, min_width=70, elem_id="load-btn")
                     self.pair = gr.Dropdown(list(data.pairs), value=first_pair, label="Ready-made pair",
-                                            info="Fills personas A and B; edit the texts freely", elem_id="pair-select")
+                                            info=" ".join(filter(None, ("Fills personas A and B; edit the texts freely.",
+                                                                        following.picker_note(model_id)))),
+                                            elem_id="pair-select")
                     form["methods"] = raw(gr.CheckboxGroup(
                         lab.method_choices(2), value=list(lab.default_slots()), label="Methods to compare",
                         info="One panel per ticked method, all decoding at once with the same seed; each "

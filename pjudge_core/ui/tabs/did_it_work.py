@@ -1,5 +1,9 @@
-"""The "Did it work?" tab: did each persona get what it asked for, and which method served them all?
+"""The "Did it work?" tab: does the model follow these personas at all, did each persona get what it
+asked for, and which method served them all?
 
+  * first, whether the current model follows each persona at all (`ui.following`): from the table
+    shipped for the model when there is one (updated as the model and texts change; no model runs),
+    or measured on the current query on demand ("Measure on this query");
   * the last run's answers side by side: each one's persona fit under every persona (the model's
     own opinion, `evaluation.fit`) and independent meters (reading grade, words, sentiment), from
     the run's record; and the fit per token, as a heatmap (the Compare tab's run fills both);
@@ -17,15 +21,16 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from ... import presets as P
 from ...engine.personas import LABELS, MAX_PERSONAS
 from ...errors import InputError, PJudgeError
 from ...evaluation.meters import METERS
 from ...evaluation.runs.compare import stream_compare
 from ...evaluation.self_judge.fit import NOTE
-from .. import charts, records, render
+from .. import charts, following, records, render
 from ..fields import raw
 from ..form import FRONT_FIELDS, number, read_form, takes_form
-from ..models import decoding_engine, quantize_option
+from ..models import decoding_engine, first_run, quantize_option
 from ..page import Tab
 
 FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
@@ -33,6 +38,10 @@ FIT_NOTE = ("When an answer finishes, it is scored under every persona: per toke
             "less. The scorer is the same model that wrote the answers (each panel names it), so this is its own "
             "opinion (partly circular), not a human judgement. Under it, independent meters that no language model "
             "computes (English only): Flesch–Kincaid grade (textstat), words, and VADER sentiment from −1 to +1.")
+FOLLOWS_NOTE = ("A method can only steer where the model's next-token distribution moves with a persona's text. "
+                "For each persona: how far it moves along answers written with no preference (KL, nats per token), "
+                "against a placebo preference of the same length that asks for nothing. A persona not clearly "
+                "beyond the placebo is not followed by this model, whatever the method.")
 DEFAULT_SAMPLES = 4
 DEFAULT_FRONT_TOKENS = 64  # short answers: a front of 4 samples x 2 methods takes about half a minute on a CPU
 MAX_SAMPLES = 16
@@ -45,6 +54,10 @@ class DidItWorkTab(Tab):
     # ------------------------------------------------------------------ layout
     def build(self) -> None:
         with gr.Tab("Did it work?", id="insight", elem_id="tab-insight"):
+            with gr.Column(elem_id="follows-section"):
+                gr.Markdown("### Does this model follow these personas?\n" + FOLLOWS_NOTE, elem_id="follows-note")
+                self.follows = gr.HTML(self.first_follows(), elem_id="follows")
+                self.follows_btn = gr.Button("Measure on this query", size="sm", elem_id="follows-btn")
             gr.Markdown("### Persona fit and meters of every answer\n" + FIT_NOTE, elem_id="fit-note")
             self.answers = gr.HTML(render.answers_html(None), elem_id="answers-summary")
             self.fit_heatmap = gr.Plot(label="Persona fit per token", elem_id="fit-heatmap")
@@ -73,6 +86,13 @@ class DidItWorkTab(Tab):
     # ------------------------------------------------------------------ events
     def wire(self) -> None:
         page, compare = self.page, self.page.compare
+        texts = [compare.model, page.n_personas, *(compare.form[f"pref_{x}"] for x in "abcd")]
+        for component in texts:  # the shipped table's sentences follow the model and the texts (no model runs)
+            component.change(self.known_follows, texts, self.follows, api_visibility="private",
+                             show_progress="hidden")
+        self.follows_btn.click(page.on_gpu(self.measure_follows, self.gpu.follows_duration),
+                               [compare.model, compare.four_bit, *compare.form_inputs(FRONT_FIELDS)], self.follows,
+                               **page.model_event, api_name="follows")
         front_event = self.front_btn.click(
             page.on_gpu(self.front, self.gpu.front_duration),
             [compare.model, compare.four_bit, *compare.form_inputs(FRONT_FIELDS), self.front_k, self.front_tokens,
@@ -88,6 +108,33 @@ class DidItWorkTab(Tab):
                                api_visibility="private")
 
     # ------------------------------------------------------------------ handlers
+    def first_follows(self) -> str:
+        """The section as the page opens: the default model and pair, from the shipped table."""
+        model_id = self.page.deployment.default_model()
+        pair, _, _ = first_run(model_id)
+        texts = P.pair(pair) if pair else ()
+        return self.known_follows(model_id, 2, *texts)
+
+    @staticmethod
+    def known_follows(model_name, n_personas, *texts) -> str:
+        """-> the section from the table shipped for the model (no model runs)."""
+        count = max(2, min(MAX_PERSONAS, int(n_personas or 2)))
+        preferences = {label: text for label, text in zip(LABELS[:count], texts) if isinstance(text, str) and text.strip()}
+        sentences = following.known(model_name, preferences)
+        return render.follows_html(sentences, following.table_note(model_name) if sentences else "")
+
+    @takes_form(FRONT_FIELDS)
+    def measure_follows(self, model_name, four_bit, form) -> str:
+        """-> the section measured on the current query: KL against a placebo (`following.measure`)."""
+        try:
+            lab_form = read_form(self.access, {**form, "max_new_tokens": following.TOKENS})
+            self.access.check_model(model_name, bool(four_bit))
+            with self.models.use(model_name, quantize_option(four_bit)) as lm:
+                result = following.measure(lm, form["query"], lab_form.preferences, lab_form.settings)
+        except PJudgeError as exc:
+            return render.message_html(str(exc), "error")
+        return render.follows_html(following.measured_sentences(result, lm.name), following.sample_note(result))
+
     @takes_form(FRONT_FIELDS)
     def front(self, model_name, four_bit, form, samples, tokens, x, y, record, reproducible=False,
               progress=gr.Progress()) -> Iterator[tuple]:
