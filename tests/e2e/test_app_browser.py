@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, make_tiny_lm, serve_app
 
 import app
+from pjudge_core.evaluation.meters import METERS
 
 CHROMIUM = os.environ.get("PJUDGE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -134,7 +135,9 @@ def run(page):
 
 def wait_done(page, timeout=60_000):
     page.wait_for_selector("#run-status .pj-msg-ok", timeout=timeout)
-    page.wait_for_selector('#tokens-persona-judge .pj-tokens[data-state="done"] span.tok', timeout=timeout)
+    # attached, not visible: a token may be a character with no width (the tiny model writes "\x00")
+    page.wait_for_selector('#tokens-persona-judge .pj-tokens[data-state="done"] span.tok', timeout=timeout,
+                           state="attached")
 
 
 def token_count(page, elem_id):
@@ -191,6 +194,8 @@ def test_run_inspect_hover_heatmap_and_download(server, browser):
 def test_add_personas_tick_methods_and_watch_them_stream_together(server, browser):
     page = open_page(browser, server)
     choose(page, "model-select", "tiny-slow", custom=True)
+    choose(page, "pair-select", "vivid + creative")  # prompts under which the tiny model writes all 48 tokens
+    page.wait_for_function("() => document.querySelector('#pref-a textarea').value.includes('vivid')")
     # 1. personas: add C (a preset fills its text), the methods list grows "C alone"
     open_section(page, "More personas (C, D)", "#add-persona")
     page.locator("#add-persona").click()
@@ -364,7 +369,7 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
         float(chips.first.get_attribute("data-fit"))
         meters = page.locator(f"#{elem_id} ~ * .pj-meter, #{elem_id} .pj-meter")  # next to the fit
         assert meters.evaluate_all("els => els.map(e => e.dataset.meter)") == [
-            "flesch_kincaid_grade", "words", "vader_compound", "lines"], elem_id
+            "flesch_kincaid_grade", "words", "vader_compound", "words_per_line"], elem_id
         assert " words" in meters.nth(1).inner_text() and meters.nth(2).inner_text().startswith("sentiment ")
     assert "Persona fit under tiny-llama" in page.locator("#tokens-persona-judge .pj-fit, #tokens-persona-judge ~ * .pj-fit").first.inner_text()
     # "Did it work?": the answers side by side (fit and meters), and the fit heatmap
@@ -372,7 +377,7 @@ def test_each_answer_shows_its_persona_fit_and_the_fit_heatmap(server, browser):
     page.wait_for_selector("#answers-summary tr[data-slot]", timeout=15_000)
     rows = page.locator("#answers-summary tr[data-slot]")
     assert rows.evaluate_all("els => els.map(e => e.dataset.slot)") == ["persona-judge", "direct", "fusion"]
-    assert rows.first.locator("td[data-fit]").count() == 2 and rows.first.locator("td[data-meter]").count() == 3
+    assert rows.first.locator("td[data-fit]").count() == 2 and rows.first.locator("td[data-meter]").count() == len(METERS)
     assert page.locator("#answers-summary td.pj-top").count() >= 2  # the best fit under A and under B
     page.wait_for_selector("#fit-heatmap .js-plotly-plot", timeout=30_000)
     heat = page.evaluate("() => document.querySelector('#fit-heatmap .js-plotly-plot').data.map("

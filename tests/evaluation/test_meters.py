@@ -32,13 +32,14 @@ HARD = ("Quantum chromodynamics characterises the non-abelian interactions betwe
 
 def test_the_meters_measure_reading_level_length_and_sentiment():
     simple, hard = M.measure(SIMPLE), M.measure(HARD)
-    assert set(simple) == {"flesch_kincaid_grade", "words", "vader_compound", "lines"}
+    assert set(simple) == {"flesch_kincaid_grade", "words", "vader_compound", "words_per_line"}
     assert simple["flesch_kincaid_grade"] < 3 < 15 < hard["flesch_kincaid_grade"]
     assert M.words("Don't stop, well-known friend!") == 4 and simple["words"] == 15
     assert M.vader_compound("You are wonderful, thanks so much!") > 0.5
     assert M.vader_compound("Go away, that is a stupid question.") < -0.3
-    assert M.measure("") == {"flesch_kincaid_grade": None, "words": 0, "vader_compound": 0.0, "lines": 0}
-    assert M.lines("Roses are red,\n\n  violets are blue;\nsugar is sweet") == 3 and simple["lines"] == 1
+    assert M.measure("") == {"flesch_kincaid_grade": None, "words": 0, "vader_compound": 0.0, "words_per_line": None}
+    assert M.words_per_line("Roses are red,\n\n  violets are blue;\nsugar is sweet") == 3.0
+    assert simple["words_per_line"] == simple["words"]  # one line
     assert M.measure(SIMPLE, ["words"]) == {"words": 15}
     with pytest.raises(InputError, match="Unknown meter 'grade'"):
         M.measure(SIMPLE, ["grade"])
@@ -79,7 +80,7 @@ def test_the_meters_run_offline_without_nltk(tmp_path):
 def test_the_six_psoups_personas_and_the_two_form_personas_name_their_meter_and_direction():
     targets = M.preset_targets()
     assert {name: (t.meter, t.direction) for name, t in targets.items()} == {
-        **PSOUPS, "poem": ("lines", "higher"), "one sentence": ("words", "lower")}
+        **PSOUPS, "poem": ("words_per_line", "lower"), "one sentence": ("words", "lower")}
     assert M.target_of(name="concise").sign == -1 and M.target_of(name="detailed").sign == 1
     text = presets().personas["PhD"].text
     assert M.target_of(text + "  ").persona == "PhD"  # matched by exact text (surrounding space aside)

@@ -59,7 +59,7 @@ def test_a_model_built_to_follow_one_persona_follows_it_and_not_another():
 def test_meter_shifts_are_paired_against_no_preference_and_the_placebo(tiny_lm):
     result = sensitivity(tiny_lm, QUERIES[:3], {"brief": BRIEF}, settings=SETTINGS, meters=True)
     shifts = result["personas"]["brief"]["meters"]
-    assert set(shifts) == {"flesch_kincaid_grade", "words", "vader_compound", "lines"}
+    assert set(shifts) == {"flesch_kincaid_grade", "words", "vader_compound", "words_per_line"}
     for meter in shifts.values():
         assert {"vs_none", "vs_placebo"} <= set(meter) and meter["vs_none"]["n"] <= 3
 

@@ -52,13 +52,13 @@ def test_a_front_axis_can_be_a_meter(tiny_lm):
     assert "VADER sentiment" in both.layout.yaxis.title.text
     with pytest.raises(InputError, match="Pick two different axes"):
         charts.front_figure(result, "words", "words")
-    with pytest.raises(InputError, match="meters \\(flesch_kincaid_grade, words, vader_compound, lines\\)"):
+    with pytest.raises(InputError, match="meters \\(flesch_kincaid_grade, words, vader_compound, words_per_line\\)"):
         charts.front_figure(result, "A", "grade")
     json.dumps(both.to_plotly_json(), default=str)  # serialisable for the page
 
 
 def test_the_axis_choices_are_the_personas_fits_then_the_meters():
     values = [value for _, value in DidItWorkTab.axis_choices(3)]
-    assert values == ["A", "B", "C", "flesch_kincaid_grade", "words", "vader_compound", "lines"]
+    assert values == ["A", "B", "C", "flesch_kincaid_grade", "words", "vader_compound", "words_per_line"]
     x, _ = DidItWorkTab.axes_choices(2)
     assert ("fit under B", "B") in x["choices"] and ("sentiment (vader_compound)", "vader_compound") in x["choices"]

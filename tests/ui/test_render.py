@@ -182,13 +182,15 @@ def test_the_answers_table_is_escaped_and_bolds_the_best_fit_per_persona():
         "panels": [{"slot": "persona-judge", "label": "Persona-judge"}, {"slot": "direct", "label": evil}],
         "fit": {"model": evil, "panels": {"persona-judge": {"mean": {"A": 0.5, "B": -0.25}},
                                           "direct": {"reason": "no tokens"}}},
-        "meters": {"panels": {"persona-judge": {"flesch_kincaid_grade": 8.14, "words": 54, "vader_compound": -0.5},
-                              "direct": {"flesch_kincaid_grade": None, "words": 0, "vader_compound": 0.0}}},
+        "meters": {"panels": {"persona-judge": {"flesch_kincaid_grade": 8.14, "words": 54, "vader_compound": -0.5,
+                                                "words_per_line": 18.0},
+                              "direct": {"flesch_kincaid_grade": None, "words": 0, "vader_compound": 0.0,
+                                         "words_per_line": None}}},
     }
     out = render.answers_html(record)
     assert "<img" not in out and html.escape(evil, quote=True) in out
     rows = dict(re.findall(r'<tr data-slot="([^"]+)">(.*?)</tr>', out))
-    assert re.findall(r"<td[^>]*>([^<]*)</td>", rows["persona-judge"])[1:] == ["+0.50", "−0.25", "8.1", "54", "−0.50"]
-    assert re.findall(r"<td[^>]*>([^<]*)</td>", rows["direct"])[1:] == ["–", "–", "–", "0", "+0.00"]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", rows["persona-judge"])[1:] == ["+0.50", "−0.25", "8.1", "54", "−0.50", "18.0"]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", rows["direct"])[1:] == ["–", "–", "–", "0", "+0.00", "–"]
     assert rows["persona-judge"].count("pj-top") == 2  # the only answer with a fit is the best under A and B
     assert "Press Run" in render.answers_html(None) and "Press Run" in render.answers_html({"panels": []})

@@ -119,4 +119,4 @@ print(EVENTS)
                                           "Qwen/Qwen2.5-3B-Instruct")]
     assert events[-1] == ("threads", 1)  # what every forked call inherits (deployment.prepare_for_forks)
     decorated = {e[1] for e in events if e[0] == "GPU"}
-    assert decorated == {"run", "front", "infer", "capacity"} and all(e[2] for e in events if e[0] == "GPU")
+    assert decorated == {"run", "front", "infer", "capacity", "measure_follows"} and all(e[2] for e in events if e[0] == "GPU")

@@ -12,9 +12,10 @@
     removed, "don't" and "well-known" one word each).
   * ``vader_compound``: VADER's compound sentiment score in [−1, 1] (vaderSentiment 3.3.2, whose
     lexicon ships with it): above 0 positive, below 0 negative.
-  * ``lines``: the number of non-empty lines, a documented count (no library measures verse): a
-    poem is written in lines, prose in a few paragraphs. It measures the "poem" persona, which the
-    bundled model follows clearly (docs/evaluation.md, "Does the model follow the personas?").
+  * ``words_per_line``: the mean number of words per non-empty line, a documented count (no library
+    measures verse): verse is written in short lines, prose in long paragraphs. It measures the
+    "poem" persona, which the bundled model follows clearly (docs/evaluation.md, "Does the model
+    follow the personas?"; the number of lines alone did not separate its answers there).
 
 English only: the syllable dictionary, the hyphenation patterns and the sentiment lexicon are
 English, and other languages get meaningless numbers. Everything runs offline: nothing is
@@ -54,11 +55,12 @@ METERS: dict[str, Meter] = {m.name: m for m in (
     Meter("words", "words", "words", "number of words (textstat's lexicon count)", 0),
     Meter("vader_compound", "sentiment", "VADER sentiment",
           "VADER's compound sentiment, −1 (negative) to +1 (positive)", 2, signed=True),
-    Meter("lines", "lines", "lines", "number of non-empty lines (a documented count: verse is written in lines)", 0),
+    Meter("words_per_line", "words/line", "words per line",
+          "mean words per non-empty line (a documented count: verse is written in short lines)", 1),
 )}
-NOTE = ("Meters are computed by textstat, VADER and a line count, independent of any language model; English "
-        "only. They measure reading level, length, sentiment and lines, not whether a reader would call the answer "
-        "simple, concise, friendly or a poem.")
+NOTE = ("Meters are computed by textstat, VADER and a count of words per line, independent of any language model; "
+        "English only. They measure reading level, length, sentiment and line length, not whether a reader would "
+        "call the answer simple, concise, friendly or a poem.")
 
 
 def flesch_kincaid_grade(text: str) -> float | None:
@@ -91,13 +93,15 @@ def vader_compound(text: str) -> float:
     return float(_vader().polarity_scores(text)["compound"])
 
 
-def lines(text: str) -> int:
-    """Number of non-empty lines of `text`."""
-    return sum(1 for line in (text or "").splitlines() if line.strip())
+def words_per_line(text: str) -> float | None:
+    """Mean number of words (`words`) per non-empty line of `text` (None when it has no words)."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    total = words(text)
+    return total / len(lines) if lines and total else None
 
 
 FUNCTIONS = {"flesch_kincaid_grade": flesch_kincaid_grade, "words": words, "vader_compound": vader_compound,
-             "lines": lines}
+             "words_per_line": words_per_line}
 
 
 def check_meter(name: str) -> Meter:
@@ -125,7 +129,7 @@ def format_number(name: str, value) -> str:
 def format_value(name: str, value) -> str:
     """One meter's value as the app shows it: "grade 8.1", "54 words", "sentiment +0.62"."""
     number, short = format_number(name, value), METERS[name].short
-    return f"{number} {short}" if name in ("words", "lines") else f"{short} {number}"
+    return f"{number} {short}" if name in ("words", "words_per_line") else f"{short} {number}"
 
 
 def format_meters(values: Mapping[str, float | int | None]) -> str:
