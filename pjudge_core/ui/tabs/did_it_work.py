@@ -37,7 +37,8 @@ FIT_NOTE = ("When an answer finishes, it is scored under every persona: per toke
             "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
             "less. The scorer is the same model that wrote the answers (each panel names it), so this is its own "
             "opinion (partly circular), not a human judgement. Under it, independent meters that no language model "
-            "computes (English only): Flesch–Kincaid grade (textstat), words, and VADER sentiment from −1 to +1.")
+            "computes (English only): Flesch–Kincaid grade (textstat), words, VADER sentiment from −1 to +1, and words per "
+            "line (short in verse).")
 FOLLOWS_NOTE = ("A method can only steer where the model's next-token distribution moves with a persona's text. "
                 "For each persona: how far it moves along answers written with no preference (KL, nats per token), "
                 "against a placebo preference of the same length that asks for nothing. A persona not clearly "
