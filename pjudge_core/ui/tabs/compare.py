@@ -40,6 +40,7 @@ from ..models import (
 )
 from ..page import Page, Tab
 from ..serving import served
+from ..stopping import Stoppable
 
 UPDATE_EVERY_S = 0.25  # at most ~4 page updates per second while streaming (plus first tokens and the end)
 PRELOADED_NOTE = "Each run borrows a GPU for the seconds it asks for, from the visitor's daily ZeroGPU quota."
@@ -230,8 +231,9 @@ class CompareTab(Tab):
         # run has ended): bring the panels into view and clear "Did it work?"'s table ...
         answers = page.did_it_work.answers
         self.run_btn.click(None, None, answers, js=on_run_js(render.answers_html(None)), api_visibility="private")
+        stoppable = Stoppable()
         run_event = self.run_btn.click(
-            page.on_gpu(self.run, self.gpu.run_duration),
+            stoppable.wrap(page.on_gpu(self.run, self.gpu.run_duration)),
             [self.model, self.four_bit, *self.form_inputs(), page.record],
             [*self.panel_html, self.heatmap, self.plot, self.acceptance, self.download, self.run_msg, page.record,
              page.did_it_work.fit_heatmap],
@@ -247,8 +249,8 @@ class CompareTab(Tab):
         if page.blocks is not None:  # a share link in the address fills the form in when the page opens
             page.blocks.load(self.restore, None, self.restore_outputs(), api_visibility="private",
                              show_progress="hidden", concurrency_limit=None)
-        self.stop_btn.click(lambda: render.message_html("Stopped.", "info"), None, self.run_msg, cancels=[run_event],
-                            api_visibility="private")
+        self.stop_btn.click(None, cancels=[run_event])  # the cancellation first: `Stoppable.stop` awaits it
+        self.stop_btn.click(stoppable.stop, None, self.run_msg, api_visibility="private", concurrency_limit=None)
 
     # ------------------------------------------------------------------ model
     def start_status(self) -> str:

@@ -32,6 +32,7 @@ from ..fields import raw
 from ..form import FRONT_FIELDS, number, read_form, takes_form
 from ..models import decoding_engine, first_run, quantize_option
 from ..page import Tab
+from ..stopping import Stoppable
 
 FIT_NOTE = ("When an answer finishes, it is scored under every persona: per token, log p(token | query, persona) − "
             "log p(token | query), in nats. Blue: that persona made the model more willing to write the token; red: "
@@ -94,14 +95,15 @@ class DidItWorkTab(Tab):
         self.follows_btn.click(page.on_gpu(self.measure_follows, self.gpu.follows_duration),
                                [compare.model, compare.four_bit, *compare.form_inputs(FRONT_FIELDS)], self.follows,
                                **page.model_event, api_name="follows")
+        stoppable = Stoppable()
         front_event = self.front_btn.click(
-            page.on_gpu(self.front, self.gpu.front_duration),
+            stoppable.wrap(page.on_gpu(self.front, self.gpu.front_duration)),
             [compare.model, compare.four_bit, *compare.form_inputs(FRONT_FIELDS), self.front_k, self.front_tokens,
              self.front_x, self.front_y, page.record, compare.form["reproducible"]],
             [self.front_plot, self.front_msg, page.front, compare.download, page.record], **page.model_event,
             api_name="front")
-        self.front_stop.click(lambda: render.message_html("Stopped.", "info"), None, self.front_msg,
-                              cancels=[front_event], api_visibility="private")
+        self.front_stop.click(None, cancels=[front_event])  # the cancellation first: `Stoppable.stop` awaits it
+        self.front_stop.click(stoppable.stop, None, self.front_msg, api_visibility="private", concurrency_limit=None)
         for axis in (self.front_x, self.front_y):
             axis.input(self.front_axes, [page.front, self.front_x, self.front_y], self.front_plot,
                        api_visibility="private")
