@@ -12,7 +12,7 @@ TORCH := 2.13.0
 export GRADIO_ANALYTICS_ENABLED = False
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup run test test-fast bench table2 chromium
+.PHONY: setup run test test-fast bench table2 ablation chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ bench: setup
 # (docs/evaluation.md, "The paper's Table 2 offline"); rerun to continue an interrupted run.
 table2: setup
 	$(PY) -m pjudge_core table2
+
+# The ablation: every method against no preference, a placebo and direct prompting, sampling and greedy, on three
+# persona pairs x 20 koala prompts at 256 tokens (docs/evaluation.md, "The ablation"); rerun to continue.
+ablation: setup
+	$(PY) -m pjudge_core ablation --rows 32

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ..engine.loading import BUNDLED, QUANTIZE_CHOICES, load_model
 from ..engine.settings import DecodeSettings
 from ..errors import InputError
-from ..presets import pair, persona_text
+from ..presets import model_preset, pair, persona_text
 
 DEFAULTS = {f.name: f.default for f in fields(DecodeSettings)}
 
@@ -40,10 +40,13 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                              "all the responses under it (slower; the same numbers)")
 
 
-def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = None) -> None:
-    """One flag per `DecodeSettings` field. `seed` overrides the library's default (batch runs use 0)."""
+def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = None,
+                         max_new_tokens: int | None = None) -> None:
+    """One flag per `DecodeSettings` field. `seed` overrides the library's default (batch runs use 0),
+    `max_new_tokens` the token budget's (the ablation's is longer)."""
     d = DEFAULTS
-    parser.add_argument("--max-new-tokens", type=int, help=f"(default {d['max_new_tokens']})")
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
+                        help=f"(default {max_new_tokens or d['max_new_tokens']})")
     parser.add_argument("--lam", type=int, help=f"tokens drafted per block, λ (default {d['lam']})")
     parser.add_argument("--fixed-roles", dest="alternate", action="store_const", const=False,
                         help="A always drafts, B always judges (Persona-judge-Base)")
@@ -66,6 +69,15 @@ def add_decode_arguments(parser: argparse.ArgumentParser, *, seed: int | None = 
 
 def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
     return DecodeSettings.from_inputs(**{name: getattr(args, name, None) for name in DEFAULTS})
+
+
+def model_settings_from_args(args: argparse.Namespace) -> DecodeSettings:
+    """The decoding flags given, else the model preset's recommended settings (the bundled model's
+    repetition penalty 1.1), else the library defaults."""
+    preset = model_preset(args.model)
+    values = dict(preset.settings) if preset else {}
+    values.update({name: getattr(args, name) for name in DEFAULTS if getattr(args, name, None) is not None})
+    return DecodeSettings.from_inputs(**values)
 
 
 def add_preference_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,20 +32,11 @@ from ..evaluation.runs.batch import run_batch
 from ..evaluation.runs.records import load_records, read_prompts
 from ..evaluation.self_judge.fit import BASELINE, score_fit_records
 from ..paths import DATA
-from ..presets import model_preset, presets
-from .args import DEFAULTS, add_decode_arguments, add_model_arguments, load_from_args
+from ..presets import presets
+from .args import add_decode_arguments, add_model_arguments, load_from_args, model_settings_from_args
 from .output import write_json
 
 DEFAULT_PROMPTS = DATA / "koala_eval_50.json"
-
-
-def settings(args: argparse.Namespace) -> DecodeSettings:
-    """The decoding flags given, else the model preset's recommended settings (the bundled model's
-    repetition penalty 1.1), else the library defaults."""
-    preset = model_preset(args.model)
-    values = dict(preset.settings) if preset else {}
-    values.update({name: getattr(args, name) for name in DEFAULTS if getattr(args, name, None) is not None})
-    return DecodeSettings.from_inputs(**values)
 
 
 def reproduce(lm, prompts: list[dict], out_dir: Path, *, combos, specs: str, decode: DecodeSettings,
@@ -104,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--specs must include the baseline {args.baseline!r}; got {args.specs!r}.")
     if args.fit_model and args.fit_model == args.model:
         raise InputError("--fit-model names the writing model, whose fit is scored anyway; name another model.")
-    decode = settings(args)
+    decode = model_settings_from_args(args)
     for combo in combos:
         for spec in specs:
             spec.check([presets().personas[p].text for p in combo], decode)  # fail before a slow load

@@ -23,11 +23,16 @@ from ..evaluation.self_judge.sensitivity import sensitivity, verdict
 from ..paths import DATA
 from ..presets import presets
 
-SHIPPED = {BUNDLED: DATA / "sensitivity_bundled.json",
-           "HuggingFaceTB/SmolLM2-135M-Instruct": DATA / "sensitivity_bundled.json"}
+# The tables measured and shipped: (file, the model's short name) per model id (the bundled model by its two ids).
+SHIPPED = {model_id: (DATA / "sensitivity_bundled.json", "SmolLM2-135M")
+           for model_id in (BUNDLED, "HuggingFaceTB/SmolLM2-135M-Instruct")}
 SEEDS = 4  # no-preference answers to the current query, measured on demand
 TOKENS = 48  # tokens each
-MODEL_NAMES = {BUNDLED: "SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct": "SmolLM2-135M"}
+
+
+def _shipped_entry(model_id: str | None) -> tuple:
+    """(table file, short name) of a model (the bundled one when none is named), or (None, the id)."""
+    return SHIPPED.get((model_id or "").strip() or BUNDLED, (None, model_id))
 
 
 @lru_cache(maxsize=4)
@@ -38,7 +43,7 @@ def _table(path: str) -> dict:
 
 def shipped(model_id: str | None) -> dict | None:
     """The sensitivity table shipped for a model, or None."""
-    path = SHIPPED.get((model_id or "").strip() or BUNDLED)
+    path, _ = _shipped_entry(model_id)
     return _table(str(path)) if path is not None and path.is_file() else None
 
 
@@ -48,7 +53,7 @@ def known(model_id: str | None, preferences: Mapping[str, str]) -> list[str] | N
     table = shipped(model_id)
     if table is None:
         return None
-    name = MODEL_NAMES.get((model_id or "").strip() or BUNDLED, model_id)
+    _, name = _shipped_entry(model_id)
     by_text = {entry["text"]: (persona, entry) for persona, entry in table["personas"].items()}
     sentences = []
     for label, text in preferences.items():
@@ -68,7 +73,7 @@ def picker_note(model_id: str | None) -> str:
         return ""
     names = [name for name in presets().personas if name in table["personas"]]
     weak = [name for name in names if not table["personas"][name]["followed"]]
-    model = MODEL_NAMES.get((model_id or "").strip() or BUNDLED, model_id)
+    _, model = _shipped_entry(model_id)
     return (f"{model} measurably follows {len(names) - len(weak)} of these {len(names)} personas; not "
             f"{', '.join(weak)} (\"Did it work?\" says more)." if weak else
             f"{model} measurably follows all {len(names)} of these personas.")

@@ -23,7 +23,7 @@ def test_known_sentences_come_from_the_table_by_text(tmp_path, monkeypatch):
                                     "vs_placebo": {"mean": 0.01, "low": -0.02, "high": 0.04}, "ratio": 1.2}}}
     path = tmp_path / "t.json"
     path.write_text(json.dumps(table))
-    monkeypatch.setitem(following.SHIPPED, "some/model", path)
+    monkeypatch.setitem(following.SHIPPED, "some/model", (path, "some/model"))
     sentences = following.known("some/model", {"A": "Be loud.", "B": "Be quiet.", "C": "Be new."})
     assert sentences[0].startswith("A: some/model follows 'loud'")
     assert sentences[1].startswith("B: some/model barely follows 'quiet'")
