@@ -29,6 +29,7 @@ CONTROL_SPECS = {"direct[]": NONE, "direct": PLACEBO}  # the control run's keys 
 PAIR_SPECS = ("direct[A]", "direct[B]", "direct", "persona-judge", "persona-judge-base", "official", "official-base",
               "fusion", "fusion(alpha=0.5)")
 DIRECT = "direct"
+ALONE = ("direct[A]", "direct[B]")  # the rows of the pair's first and second persona alone
 ROWS = (NONE, PLACEBO, *(RunSpec.parse(s).key for s in PAIR_SPECS))
 PJ_VS_OFFICIAL = ("persona-judge", "official")
 
@@ -96,11 +97,10 @@ def row_label(row: str, pair: Sequence[str]) -> str:
     """'A alone (elementary)' for direct[A]; the spec's label otherwise."""
     if row in (NONE, PLACEBO):
         return {NONE: "no preference", PLACEBO: "placebo"}[row]
-    spec = RunSpec.parse(row)
-    if spec.method == "direct" and spec.personas is not None and len(spec.personas) == 1:
-        label = spec.personas[0]
-        return f"{label} alone ({pair['AB'.index(label)]})"
-    return spec.label
+    if row in ALONE:
+        i = ALONE.index(row)
+        return f"{'AB'[i]} alone ({pair[i]})"
+    return RunSpec.parse(row).label
 
 
 def table_markdown(table: Mapping, pair: Sequence[str]) -> str:
@@ -137,7 +137,7 @@ def headline_markdown(modes: Mapping[str, Mapping]) -> str:
             for table in entry["tables"].values():
                 meter, rows = METERS[table["meter"]], table["rows"]
                 digits = max(1, meter.digits)
-                alone = rows[f"direct[{'AB'[list(pair).index(table['persona'])]}]"]
+                alone = rows[ALONE[list(pair).index(table["persona"])]]
                 pj = rows[PJ_VS_OFFICIAL[0]]
                 lines.append(" | ".join([
                     f"| {mode}", f"{table['persona']} ({meter.title}, {table['direction']})",
