@@ -96,9 +96,18 @@ def measure(lm, query, preferences: Mapping[str, str], base: DecodeSettings | No
     return sensitivity(lm, [query], dict(preferences), settings=settings, seeds=range(SEEDS), rows=SEEDS)
 
 
+def short_name(model_id: str | None, loaded_name: str) -> str:
+    """The name the sentences give a model: the shipped table's short one where there is one."""
+    path, name = _shipped_entry(model_id)
+    return name if path is not None else loaded_name
+
+
 def measured_sentences(result: dict, model_name: str) -> list[str]:
-    """A sentence per persona of `measure`'s result, the persona named by the start of its text."""
-    return [f"{label}: " + verdict(_short(entry["text"]), entry, model_name, result["placebo_kl"]["mean"])
+    """A sentence per persona of `measure`'s result, the persona named by its preset's name, or else
+    by the start of its text."""
+    names = {persona.text.strip(): name for name, persona in presets().personas.items()}
+    return [f"{label}: " + verdict(names.get(entry["text"].strip(), _short(entry["text"])), entry, model_name,
+                                   result["placebo_kl"]["mean"])
             for label, entry in result["personas"].items()]
 
 

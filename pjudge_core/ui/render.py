@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 
 from ..engine.personas import LABELS
@@ -218,7 +219,8 @@ def follows_html(sentences: Sequence[str] | None, note: str = "") -> str:
         return ('<div class="pj-follows"><p>No measurement is shipped for this model: press "Measure on this '
                 'query" to see whether it follows these personas.</p></div>')
     lines = "".join(f"<li>{esc(s)}</li>" for s in sentences)
-    return f'<div class="pj-follows"><ul>{lines}</ul>' + (f"<p><small>{esc(note)}</small></p>" if note else "") + \
+    note = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(note))  # the commands the note names, as code
+    return f'<div class="pj-follows"><ul>{lines}</ul>' + (f"<p><small>{note}</small></p>" if note else "") + \
         "</div>"
 
 

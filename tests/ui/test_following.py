@@ -31,9 +31,22 @@ def test_known_sentences_come_from_the_table_by_text(tmp_path, monkeypatch):
     assert following.known("other/model", {"A": "Be loud."}) is None
 
 
+def test_measured_sentences_name_a_preset_by_its_name_and_the_bundled_model_by_its_short_name():
+    entry = {"followed": True, "kl": {"mean": 0.3}, "vs_placebo": {"mean": 0.27, "low": 0.2, "high": 0.3}, "ratio": 10}
+    poem = presets().personas["poem"].text
+    result = {"placebo_kl": {"mean": 0.03}, "personas": {"A": {**entry, "text": poem},
+                                                         "B": {**entry, "text": "Write like a " + "very " * 20 + "cat."}}}
+    name = following.short_name("bundled", "SmolLM2-135M-Instruct (bundled, offline)")
+    assert name == "SmolLM2-135M" and following.short_name("some/model", "some/model") == "some/model"
+    a, b = following.measured_sentences(result, name)
+    assert a.startswith("A: SmolLM2-135M follows 'poem'")
+    assert b.startswith("B: SmolLM2-135M follows 'Write like a very") and "…'" in b  # not a preset: its text's start
+
+
 def test_the_section_escapes_what_it_shows():
     out = render.follows_html(["A: <b>x</b> follows"], "note <i>")
     assert "&lt;b&gt;" in out and "<b>" not in out and "&lt;i&gt;" in out
+    assert "<code>eval sensitivity</code>" in render.follows_html(["A: x"], "run `eval sensitivity` <i>")
     assert "Measure on this query" in render.follows_html(None)
 
 

@@ -136,7 +136,8 @@ class DidItWorkTab(Tab):
                 result = following.measure(lm, form["query"], lab_form.preferences, lab_form.settings)
         except PJudgeError as exc:
             return render.message_html(str(exc), "error")
-        return render.follows_html(following.measured_sentences(result, lm.name), following.sample_note(result))
+        return render.follows_html(following.measured_sentences(result, following.short_name(model_name, lm.name)),
+                                   following.sample_note(result))
 
     @takes_form(FRONT_FIELDS)
     def front(self, model_name, four_bit, form, samples, tokens, x, y, record, reproducible=False,
