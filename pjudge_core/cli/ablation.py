@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from ..engine.engine import DEFAULT_ROWS
-from ..engine.loading import load_model
 from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
 from ..engine.specs import RunSpec
@@ -32,11 +31,19 @@ from ..evaluation.meters import persona_targets
 from ..evaluation.reports import ablation as report
 from ..evaluation.reports.table2 import combinations, slug
 from ..evaluation.runs.batch import run_batch
-from ..evaluation.runs.records import load_records, read_prompts
+from ..evaluation.runs.records import load_records
 from ..evaluation.self_judge.sensitivity import PLACEBO, sensitivity
 from ..paths import DATA
 from ..presets import presets
-from .args import add_decode_arguments, add_model_arguments, load_from_args, model_settings_from_args, progress_bar
+from .args import (
+    add_decode_arguments,
+    add_model_arguments,
+    load_from_args,
+    load_other,
+    model_settings_from_args,
+    progress_bar,
+    prompts_from_args,
+)
 from .output import write_json
 
 DEFAULT_PROMPTS = DATA / "koala_eval_50.json"
@@ -179,13 +186,10 @@ def _run(args: argparse.Namespace) -> int:
     decode = model_settings_from_args(args)
     for spec in report.PAIR_SPECS:
         RunSpec.parse(spec).check(["A", "B"], decode)  # fail before a slow load
-    prompts = read_prompts(args.prompts)
-    if args.limit < 1:
-        raise InputError("--limit must be at least 1.")
-    prompts = prompts[:args.limit]
+    prompts = prompts_from_args(args)
     started = time.perf_counter()
     lm = load_from_args(args)
-    judge_lm = load_model(args.judge, trust_remote_code=args.trust_remote_code) if args.judge else None
+    judge_lm = load_other(args.judge, args)
     per_mode = len(prompts) * (len(report.CONTROL_SPECS) + len(pairs) * len(report.PAIR_SPECS))
     print(f"{len(modes)} modes x {per_mode} answers ({len(pairs)} pairs) on {lm.describe()}, "
           f"{decode.max_new_tokens} new tokens -> {args.out_dir}", file=sys.stderr)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..engine.loading import BUNDLED, QUANTIZE_CHOICES, load_model
 from ..engine.settings import DecodeSettings
 from ..errors import InputError
+from ..evaluation.runs.records import read_prompts
 from ..presets import model_preset, pair, persona_text
 
 DEFAULTS = {f.name: f.default for f in fields(DecodeSettings)}
@@ -106,6 +107,21 @@ def preferences_from_args(args: argparse.Namespace) -> list[str]:
 def load_from_args(args: argparse.Namespace):
     return load_model(args.model, quantize=args.quantize, device=args.device, dtype=args.dtype,
                       trust_remote_code=args.trust_remote_code)
+
+
+def load_other(name: str | None, args: argparse.Namespace):
+    """A second model the command names (a judge, a fit model), or None when it names none."""
+    return load_model(name, trust_remote_code=args.trust_remote_code) if name else None
+
+
+def prompts_from_args(args: argparse.Namespace) -> list[dict]:
+    """The prompts of --prompts, the first --limit of them when it is given."""
+    prompts = read_prompts(args.prompts)
+    if args.limit is None:
+        return prompts
+    if args.limit < 1:
+        raise InputError("--limit must be at least 1.")
+    return prompts[:args.limit]
 
 
 def progress_bar(label: str):

@@ -11,7 +11,6 @@ from ..engine.requests import check_rows
 from ..engine.specs import parse_specs
 from ..errors import InputError
 from ..evaluation.runs.batch import DEFAULT_SPECS, run_batch
-from ..evaluation.runs.records import read_prompts
 from ..evaluation.runs.sharding import Processes
 from .args import (
     add_decode_arguments,
@@ -19,6 +18,7 @@ from .args import (
     add_preference_arguments,
     load_from_args,
     preferences_from_args,
+    prompts_from_args,
     settings_from_args,
 )
 
@@ -33,11 +33,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     for spec in specs:
         spec.check(preferences, settings)  # fail before a slow load
-    prompts = read_prompts(args.prompts)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise InputError("--limit must be at least 1.")
-        prompts = prompts[:args.limit]
+    prompts = prompts_from_args(args)
     processes = Processes(args.device)  # several under torchrun / accelerate launch, else just this one
     args.device = processes.device
     with processes.main_first():  # the main process alone fills the bundled model's cache

@@ -19,7 +19,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..engine.engine import DEFAULT_ROWS
-from ..engine.loading import load_model
 from ..engine.methods import DEFAULT_SPECS
 from ..engine.requests import check_rows
 from ..engine.settings import DecodeSettings
@@ -29,11 +28,18 @@ from ..evaluation.judges.pairwise import judge_win_rate
 from ..evaluation.reports.report import write_report
 from ..evaluation.reports.table2 import combinations, slug
 from ..evaluation.runs.batch import run_batch
-from ..evaluation.runs.records import load_records, read_prompts
+from ..evaluation.runs.records import load_records
 from ..evaluation.self_judge.fit import BASELINE, score_fit_records
 from ..paths import DATA
 from ..presets import presets
-from .args import add_decode_arguments, add_model_arguments, load_from_args, model_settings_from_args
+from .args import (
+    add_decode_arguments,
+    add_model_arguments,
+    load_from_args,
+    load_other,
+    model_settings_from_args,
+    prompts_from_args,
+)
 from .output import write_json
 
 DEFAULT_PROMPTS = DATA / "koala_eval_50.json"
@@ -99,15 +105,10 @@ def run(args: argparse.Namespace) -> int:
     for combo in combos:
         for spec in specs:
             spec.check([presets().personas[p].text for p in combo], decode)  # fail before a slow load
-    prompts = read_prompts(args.prompts)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise InputError("--limit must be at least 1.")
-        prompts = prompts[:args.limit]
+    prompts = prompts_from_args(args)
     started = time.perf_counter()
     lm = load_from_args(args)
-    judge_lm = load_model(args.judge, trust_remote_code=args.trust_remote_code) if args.judge else None
-    fit_lm = load_model(args.fit_model, trust_remote_code=args.trust_remote_code) if args.fit_model else None
+    judge_lm, fit_lm = load_other(args.judge, args), load_other(args.fit_model, args)
     loaded = time.perf_counter() - started
     print(f"{len(combos)} combinations x {len(prompts)} prompts x {len(specs)} run specs on {lm.describe()}, "
           f"{decode.max_new_tokens} new tokens", file=sys.stderr)
