@@ -30,6 +30,7 @@ from ..evaluation.judges.pairwise import judge_win_rate
 from ..evaluation.meters import persona_targets
 from ..evaluation.reports import ablation as report
 from ..evaluation.reports.table2 import combinations, slug
+from ..evaluation.reports.wins import judge_outcomes, win_rates
 from ..evaluation.runs.batch import run_batch
 from ..evaluation.runs.records import load_records
 from ..evaluation.self_judge.sensitivity import PLACEBO, sensitivity
@@ -140,7 +141,7 @@ def run_ablation(lm, prompts: list[dict], out_dir: Path, *, pairs, modes=MODES, 
 
 
 def _judge(judge_lm, out_dir: Path, mode: str, name: str, records: list[dict], preferences: dict) -> dict:
-    """{persona: {spec: the judge's win rates against direct}}, each cached in judge-*.json."""
+    """{persona: {spec: the judge's win rates against direct}}, each verdict file cached in judge-*.json."""
     judged: dict[str, dict] = {}
     for label, target in persona_targets(preferences).items():
         for spec in dict.fromkeys(r["spec"] for r in records):
@@ -150,7 +151,7 @@ def _judge(judge_lm, out_dir: Path, mode: str, name: str, records: list[dict], p
             key = {"judge": judge_lm.name, "records": len(records), "spec": spec}
             result = _cached(path, key, lambda: judge_win_rate(records, judge_lm, preferences[label], spec_a=spec,
                                                                spec_b=report.DIRECT))
-            judged.setdefault(target.persona, {})[spec] = result
+            judged.setdefault(target.persona, {})[spec] = win_rates(judge_outcomes(result))
     return judged
 
 

@@ -126,6 +126,22 @@ def test_the_command_runs_every_mode_and_pair_then_resumes_without_decoding_agai
     assert answers(again["sample-controls.jsonl"]) == answers(runs["sample-controls.jsonl"])
 
 
+def test_a_judge_model_adds_its_column_and_its_verdicts_are_kept(tiny_folder, tmp_path, capsys):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text('[{"id": "1", "prompt": "Why is the sky blue?"}, {"id": "2", "prompt": "Explain rain."}]')
+    out = tmp_path / "abl"
+    args = ["ablation", "--model", tiny_folder, "--judge", tiny_folder, "--prompts", str(prompts), "--modes", "greedy",
+            "--max-new-tokens", "4", "--pairs", "poem+one sentence", "--out-dir", str(out), "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("judge wins vs direct") == 2  # one column per persona's table
+    verdicts = sorted(out.glob("judge-*.json"))
+    assert len(verdicts) == 2 * (len(A.PAIR_SPECS) - 1)  # every spec but direct, per persona
+    kept = {p.name: p.read_text() for p in verdicts}
+    assert main(args) == 0  # judged again only where the key changed: nowhere
+    assert {p.name: p.read_text() for p in out.glob("judge-*.json")} == kept
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--pairs", "elementary+concise+friendly"], "two personas per pair"),
     (["--pairs", "elementary+clever"], "Unknown persona 'clever'"),

@@ -29,10 +29,9 @@ from ...presets import presets
 from ..meters import METERS
 from ..meters.runs import score_meter_runs
 from ..self_judge.fit import BASELINE
-from .wins import paired_outcomes, win_cell, win_table
+from .wins import judge_outcomes, paired_outcomes, win_cell, win_table
 
 DIMENSIONS = (("elementary", "PhD"), ("concise", "detailed"), ("friendly", "unfriendly"))
-OUTCOMES = {"win": 1, "tie": 0, "loss": -1}
 TABLE_NOTE = ("Cells: win rate against {baseline} on the same prompt with ties counted 0 (the paper's way), "
               "[95% Wilson interval], wins/ties/losses.")
 
@@ -124,7 +123,7 @@ def judge_tables(judge_scores: Sequence[dict]) -> list[dict]:
         aspect = sc["aspect"].strip()
         objective = aspect if aspect in known else objective_name(aspect)
         row = sc["a"] if sc["b"] == BASELINE else f"{sc['a']} vs {sc['b']}"
-        by_model[sc["judge"]][row][objective] += [OUTCOMES[p["outcome"]] for p in sc["per_prompt"]]
+        by_model[sc["judge"]][row][objective] += judge_outcomes(sc)
     return [_table(f"Pairwise judge {model}", f"judge:{model}", rows,
                    "the judge's verdict in both orders; a disagreement between the orders is a tie")
             for model, rows in by_model.items()]

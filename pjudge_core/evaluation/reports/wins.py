@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from ..stats import wilson
 
 TIE_TOLERANCE = 1e-9  # equal up to float rounding: the same text scores the same
+OUTCOMES = {"win": 1, "tie": 0, "loss": -1}  # a judge's verdict (`judges.pairwise`) as an outcome
 
 
 def win_rates(outcomes: Sequence[int]) -> dict:
@@ -30,6 +31,11 @@ def win_rates(outcomes: Sequence[int]) -> dict:
     return {"wins": wins, "ties": ties, "losses": losses, "n": n,
             "rate": wins / n if n else None, "low": low, "high": high,
             "rate_half": (wins + ties / 2) / n if n else None, "low_half": low_half, "high_half": high_half}
+
+
+def judge_outcomes(result: Mapping) -> list[int]:
+    """The outcomes of a judge's verdicts, one per prompt (`judges.pairwise.judge_win_rate`'s result)."""
+    return [OUTCOMES[p["outcome"]] for p in result["per_prompt"]]
 
 
 def outcome(score: float, baseline: float) -> int:
