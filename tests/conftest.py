@@ -24,6 +24,7 @@ from transformers import (
 
 from pjudge_core import LoadedModel, load_model
 from pjudge_core.bench.tiny import CHAT_TEMPLATE, CORPUS, make_tiny_lm, make_tokenizer, moved  # noqa: F401
+from pjudge_core.engine.packing import pack_linear_layers
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 
@@ -31,6 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository
 def in_bfloat16(lm: LoadedModel) -> LoadedModel:
     """A bfloat16 copy of `lm`'s weights (a fresh module: `deepcopy` fails once the app has hooked the model)."""
     return moved(lm, "cpu", torch.bfloat16)
+
+
+def in_packed(lm: LoadedModel, pack: bool = True) -> LoadedModel:
+    """A float32 copy of `lm` whose decoder's linear layers are packed for oneDNN, as `load_model` packs
+    a float32 model on a CPU (`pack=False`: the copy before packing)."""
+    copy = moved(lm, "cpu", torch.float32)
+    if pack:
+        assert pack_linear_layers(copy.model) > 0
+    return copy
 
 
 def make_repetitive_lm() -> LoadedModel:

@@ -32,6 +32,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from ..errors import InputError, ModelLoadError
 from .attention import use_grouped_attention
 from .hub import hub_reachable, is_cached, local_models
+from .packing import pack_linear_layers
 from .runner import check_decodable
 
 BUNDLED = "bundled"
@@ -208,8 +209,10 @@ def load_model(
     device: str = "auto",
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool = False,
+    pack: bool = True,
 ) -> LoadedModel:
-    """Load weights and tokenizer once. See the module docstring for the accepted names."""
+    """Load weights and tokenizer once. See the module docstring for the accepted names. A float32 model
+    on a CPU has its linear layers packed for oneDNN (`packing`) unless `pack` is False."""
     if not str(name).strip():
         raise ModelLoadError("No model name given; use 'bundled', a hub id, a folder or a .gguf file.")
     device = resolve_device(device)
@@ -254,6 +257,8 @@ def load_model(
         _save_atomically(model, tokenizer, bundled_cache(), drop_quantization_config=True)
     if name == BUNDLED and quant_config is not None and device == "cpu":
         _save_atomically(model, tokenizer, cached_nf4)  # later 4-bit loads skip the quantisation
+    if pack and pack_linear_layers(model):  # float32 on a CPU: oneDNN's layout (after saving: it drops the dense weights)
+        _release_file_memory(model)  # the dropped weights' file pages, read once to pack them
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -265,17 +270,17 @@ def load_model(
 
 
 def _release_file_memory(model) -> None:
-    """After a 4-bit load on CPU, give back the memory the float32 file still holds.
+    """After a 4-bit load or packing on CPU, give back the memory the float32 file still holds.
 
-    The tensors bitsandbytes leaves in float32 (embeddings, head, norms) still point into the
-    safetensors memory map, which keeps the whole float32 file resident, and the freed staging
-    buffers stay with the allocator: a 4-bit bundled model stayed more resident than the float32
-    one. Copying those tensors (ties are kept) and trimming the heap brings it well below
-    (docs/benchmarks.md).
+    The tensors bitsandbytes leaves in float32 (embeddings, head, norms), or that packing keeps,
+    still point into the safetensors memory map, which keeps the whole float32 file resident once
+    read (quantising or packing reads it all), and the freed staging buffers stay with the
+    allocator: a 4-bit bundled model stayed more resident than the float32 one. Copying those
+    tensors (ties are kept) and trimming the heap brings it well below (docs/benchmarks.md).
     """
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
-            if tensor.dtype == torch.float32:
+            if tensor.dtype == torch.float32 and not tensor.is_mkldnn:  # (packed weights hold no file pages)
                 tensor.data = tensor.data.clone()
     gc.collect()
     try:

@@ -12,7 +12,8 @@ padding included. Where the logits are the head applied to the last hidden state
 a linear head, and at most Gemma-2's final soft-capping), the runner takes the hidden states and
 projects only the positions some row wants (`project_to_vocabulary`), in float32 whatever the
 model's dtype: in bfloat16 the logits would be rounded to about 0.06-0.125 nats before the softmax,
-and p, q and every fit with them. A model whose head is not plain runs its own forward, and its
+and p, q and every fit with them. A model whose layers `packing` packed projects through the head's
+packed copy. A model whose head is not plain runs its own forward, and its
 logits are upcast after. The prefix-tree scorer (`evaluation.scoring`) uses the same policy.
 
 `full_logits` is the slow path the reference decoders take: one full forward, no cache.
@@ -32,6 +33,7 @@ import torch
 from ..errors import InputError
 from .attention import NAME as GROUPED
 from .kv import Feed, KVPool
+from .packing import packed_head, packed_linear
 
 # Architectures whose causal-LM head is `lm_head(hidden)`, then at most the config's final soft-capping.
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2", "gemma", "gemma2"}
@@ -64,7 +66,9 @@ def project_to_vocabulary(model, hidden: torch.Tensor) -> torch.Tensor:
     """Float32 logits (positions, vocab) of the hidden states (positions, hidden) through the model's
     head (and its final soft-capping, if it has one)."""
     weight, bias, cap = float32_head(model)
-    logits = torch.nn.functional.linear(hidden.float(), weight, bias)
+    packed = packed_head(model)
+    logits = torch.nn.functional.linear(hidden.float(), weight, bias) if packed is None else \
+        packed_linear(hidden.float(), packed, bias)
     return torch.tanh(logits / cap) * cap if cap else logits
 
 

@@ -78,6 +78,15 @@ def test_the_host_cost_benchmark_prints_each_size_as_a_ratio_to_the_first(capsys
     assert "3 requests" in capsys.readouterr().out
 
 
+def test_the_packing_benchmark_prints_packed_against_plain_with_the_tokens_compared(tiny_folder, capsys):
+    spec = importlib.util.spec_from_file_location("bench_packing", ROOT / "scripts" / "bench_packing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--model", tiny_folder, "--requests", "3", "--tokens", "6", "--rounds", "1"])
+    assert set(report) == {1, 3} and report[3]["ratio"] > 0 and 0 <= report[3]["same_tokens"] <= 3
+    assert "3 requests together: plain" in capsys.readouterr().out
+
+
 def test_the_server_benchmark_prints_n_clients_as_ratios_to_one(tiny_folder, capsys):
     from conftest import free_port
 

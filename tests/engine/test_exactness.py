@@ -9,9 +9,10 @@
 
 Chi-squared tests with fixed seeds (so the outcome is reproducible), each with a check that the
 same test has power: it rejects the drafter's distribution, the official code's resampling bug,
-an unpenalised or unfused alternative. Every test runs on the tiny model in float32 and in
-bfloat16 (where a row's p and q depend on its batch by rounding, and each must still be exact
-with respect to the p and q it was decided with): the expected distributions come from the same
+an unpenalised or unfused alternative. Every test runs on the tiny model in float32, in float32 with
+its linear layers packed for oneDNN (as `load_model` packs them on a CPU), and in bfloat16 (where a
+row's p and q depend on its batch by rounding, and each must still be exact with respect to the p
+and q it was decided with): the expected distributions come from the same
 float32 head over the model's hidden states that the engine uses (`runner.project_to_vocabulary`).
 """
 
@@ -19,7 +20,7 @@ float32 head over the model's hidden states that the engine uses (`runner.projec
 import numpy as np
 import pytest
 import torch
-from conftest import in_bfloat16
+from conftest import in_bfloat16, in_packed
 from scipy.stats import chi2_contingency, chisquare
 
 from pjudge_core import (
@@ -61,10 +62,10 @@ def runs_in_batches(lm, spec, preferences, settings, seeds, rows=16, **options):
 def in_dtype(model: LoadedModel, dtype: str) -> LoadedModel:
     if dtype == "float32":
         return model
-    return in_bfloat16(model)
+    return in_packed(model) if dtype == "packed" else in_bfloat16(model)
 
 
-@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+@pytest.fixture(scope="module", params=["float32", "bfloat16", "packed"])
 def lm(request, tiny_lm):
     return in_dtype(tiny_lm, request.param)
 
