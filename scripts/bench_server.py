@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the library baseline imports pjudge_core from this checkout, as the server runs it
 QUERY = "Describe a sunset over the sea."
 
 
