@@ -14,7 +14,8 @@ real token). Rolling a row back after a rejection is lowering its length
 decoded among others sees exactly what it sees alone; only float rounding depends on the batch.
 
 Why one pool and not a `DynamicCache` per row: a batched forward needs the rows' keys side by
-side. When the rows of a forward occupy consecutive slots, attention reads a view of the buffers;
+side. When the rows of a forward occupy evenly spaced slots (consecutive ones, or every other one as a
+step's drafting rows do), attention reads a view of the buffers;
 otherwise their slots are gathered (a copy of the keys those rows attend over, cheap next to the
 forward). Buffers grow by doubling, in slots and in length.
 """
@@ -53,7 +54,8 @@ class KVPool(Cache):
         self.values: list[torch.Tensor] = []
         self.lengths = [0] * slots
         self.free = list(range(slots))
-        self._plan = None  # (slot index tensor, [(slot, pad, start, end)] per row, attended length, first slot or None)
+        self._plan = None  # (slot index tensor, [(slot, pad, start, end)] per row, attended length,
+        #                   (first slot, stride) when the slots are evenly spaced, else None)
         self._rows_index = None  # (source, target) flat indices of the forward being run, made at its first layer
 
     # ------------------------------------------------------------------ slots and memory
@@ -150,8 +152,9 @@ class KVPool(Cache):
         dim = keys.shape[-1]
         keys.view(-1, dim).index_copy_(0, target, key_states.reshape(-1, dim).index_select(0, source))
         values.view(-1, dim).index_copy_(0, target, value_states.reshape(-1, dim).index_select(0, source))
-        if first is not None:  # consecutive slots: attend over a view, no copy
-            rows = slice(first, first + len(writes))
+        if first is not None:  # evenly spaced slots: attend over a view, no copy
+            start, stride = first
+            rows = slice(start, start + stride * len(writes), stride)
             return keys[rows, :, :length], values[rows, :, :length]
         return keys[slots, :, :length], values[slots, :, :length]
 

@@ -101,7 +101,10 @@ class ModelRunner:
         ids_t, positions_t, real = torch.tensor([ids, positions, real], dtype=torch.long, device=device)  # one transfer
         real = real.bool()
         slots = [f.slot for f in feeds]
-        first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
+        # Slots evenly spaced (consecutive, or every other one: a step's drafting rows) are read as a view.
+        stride = slots[1] - slots[0] if len(slots) > 1 else 1
+        evenly = stride > 0 and slots == list(range(slots[0], slots[0] + stride * len(slots), stride))
+        first = (slots[0], stride) if evenly else None
         length = max(ends)
         writes = [(f.slot, pad, start, end) for f, pad, start, end in zip(feeds, pads, starts, ends)]
         pool._plan = (torch.tensor(slots, dtype=torch.long, device=device), writes, length, first)
