@@ -34,12 +34,11 @@ def in_bfloat16(lm: LoadedModel) -> LoadedModel:
     return moved(lm, "cpu", torch.bfloat16)
 
 
-def in_packed(lm: LoadedModel, pack: bool = True) -> LoadedModel:
-    """A float32 copy of `lm` whose decoder's linear layers are packed for oneDNN, as `load_model` packs
-    a float32 model on a CPU (`pack=False`: the copy before packing)."""
+def in_packed(lm: LoadedModel) -> LoadedModel:
+    """A copy of `lm` whose decoder's linear layers are packed for oneDNN, as `load_model` packs a
+    float32 model on a CPU."""
     copy = moved(lm, "cpu", torch.float32)
-    if pack:
-        assert pack_linear_layers(copy.model) > 0
+    assert pack_linear_layers(copy.model) > 0
     return copy
 
 

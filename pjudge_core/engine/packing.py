@@ -5,8 +5,8 @@ position per drafting row, λ + 1 per judge). `torch.nn.functional.linear` calls
 product that reads the weight in PyTorch's layout every time; oneDNN can reorder a weight once into
 the blocked layout its kernel reads (`torch.ops.mkldnn._reorder_linear_weight`, the prepacking
 PyTorch's own compiler uses for CPU inference) and then multiply without that work
-(`torch.ops.mkldnn._linear_pointwise`). With SmolLM2-135M in float32 on this project's 2-core CPU,
-a drafting forward of 32 rows is 1.3-1.9× faster and one row 1.5× (docs/benchmarks.md).
+(`torch.ops.mkldnn._linear_pointwise`), faster at every number of rows the engine feeds
+(docs/benchmarks.md, "Linear layers packed for oneDNN").
 
 `pack_linear_layers(model)` replaces every plain float32 `nn.Linear` of the model's decoder by a
 `PackedLinear` holding only the reordered weight (the dense one is dropped, so memory does not
@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 PACKED_HEAD = "pjudge_packed"  # the head's packed copy, a buffer of the head
-BATCH_HINT = 32  # the rows oneDNN tunes the layout for; from 1 to 1,000 rows every hint from 16 up is as fast
+BATCH_HINT = 32  # the rows oneDNN tunes the layout for (any hint from 16 up served 1 to 1,000 rows as well)
 
 
 def packing_available() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import in_bfloat16, in_packed
+from conftest import in_packed, moved
 
 from pjudge_core import DecodeSettings, generate, generate_many, prompt_ids
 from pjudge_core.bench.batch_check import check_batched, mixed_requests
@@ -69,7 +69,7 @@ def test_a_packed_model_decodes_the_tokens_of_the_dense_one_but_at_near_ties(tin
 
 @pytest.mark.parametrize("why", ["no oneDNN", "disagrees", "bfloat16"])
 def test_a_model_packing_cannot_be_trusted_on_is_left_as_it_was(tiny_lm, monkeypatch, why):
-    lm = in_bfloat16(tiny_lm) if why == "bfloat16" else in_packed(tiny_lm, pack=False)
+    lm = moved(tiny_lm, "cpu", torch.bfloat16 if why == "bfloat16" else torch.float32)  # a copy, not yet packed
     if why == "no oneDNN":
         monkeypatch.setattr(packing, "packing_available", lambda: False)
     if why == "disagrees":
